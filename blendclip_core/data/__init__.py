@@ -1,0 +1,1 @@
+"""Triplet records, shard storage, datasets and the curriculum batch composer."""

@@ -1,0 +1,31 @@
+"""Test-wide environment: offline model hubs and a private, localhost-only ROS graph per run.
+
+Set before anything imports rclpy, so this process and every child process it starts share it.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ['TRANSFORMERS_OFFLINE'] = '1'
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(REPO / 'config' / 'fastdds_large_data.xml')
+# A distinct domain per run, so parallel or leftover runs on one machine never cross-talk.
+os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+
+
+@pytest.fixture(scope='session')
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'shared data not found at {SHARED_DATA}')
+    return SHARED_DATA
