@@ -1,0 +1,1 @@
+"""Test helpers shared across test areas (generators of small real-format data)."""
