@@ -1,0 +1,70 @@
+"""A rosbags typestore that knows our messages, built from the .msg text (no rclpy, no build needed).
+
+Bags written with it embed every definition they use (rosbags stores them per connection), so any
+reader (rosbags AnyReader, `ros2 bag`, Foxglove) decodes them without our package; `ros2 bag play`
+still needs `blendclip` built and sourced to publish our types.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+PACKAGE = 'blendclip'
+
+# ROS distribution whose standard definitions (std_msgs, sensor_msgs...) the bag is written with.
+# Definitions are identical for our topics across these three; hashes are Jazzy+ only.
+DISTROS = {
+    'humble': Stores.ROS2_HUMBLE,
+    'jazzy': Stores.ROS2_JAZZY,
+    'kilted': Stores.ROS2_KILTED,
+}
+DEFAULT_DISTRO = 'kilted'
+
+DETECTED_BOX_ARRAY = f'{PACKAGE}/msg/DetectedBoxArray'
+LABELLED_OBJECT_ARRAY = f'{PACKAGE}/msg/LabelledObjectArray'
+VOCABULARY = f'{PACKAGE}/msg/Vocabulary'
+POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
+MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
+CLOCK = 'rosgraph_msgs/msg/Clock'
+
+
+class MessageDefinitionsNotFoundError(FileNotFoundError):
+    """Our msg/*.msg files are neither in the source tree nor in an installed share/blendclip."""
+
+
+def msg_dir() -> Path:
+    """Where our .msg files are: the source tree first, then share/blendclip/msg of an install."""
+    candidates = [Path(__file__).resolve().parents[2] / 'msg']
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / 'share' / PACKAGE / 'msg')
+    for cand in candidates:
+        if any(cand.glob('*.msg')):
+            return cand
+    raise MessageDefinitionsNotFoundError(
+        f'no {PACKAGE} .msg files in any of: {", ".join(str(c) for c in candidates)}')
+
+
+def our_types(directory: Path | None = None) -> dict:
+    """rosbags field definitions of every msg/*.msg, keyed 'blendclip/msg/<Name>'."""
+    directory = msg_dir() if directory is None else Path(directory)
+    types: dict = {}
+    for path in sorted(directory.glob('*.msg')):
+        types.update(get_types_from_msg(path.read_text(), f'{PACKAGE}/msg/{path.stem}'))
+    return types
+
+
+def make_typestore(distro: str = DEFAULT_DISTRO) -> Typestore:
+    """The distro's standard types plus ours."""
+    if distro not in DISTROS:
+        raise ValueError(f'unknown distro {distro!r}; choose one of {sorted(DISTROS)}')
+    store = get_typestore(DISTROS[distro])
+    store.register(our_types())
+    return store

@@ -1,0 +1,188 @@
+"""Build messages with a rosbags typestore and write them into a rosbag2 bag (mcap or sqlite3, v8/v9).
+
+No rclpy here: conversion runs on any machine with Python, the bag carries every definition it uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from blendclip_core.geometry import Boxes
+
+from . import typestore as tsm
+
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+BAG_VERSIONS = (8, 9)
+
+# sensor_msgs/PointField datatype constants.
+POINTFIELD_TYPES = {np.dtype(t): i + 1 for i, t in enumerate(
+    (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64))}
+
+_ZERO = QosTime(0, 0)
+# What rosbag2 records for a latched publisher: `ros2 bag play` re-offers /tf_static transient-local.
+TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                    _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names written by blendclip-nuscenes2bag (the node's default inputs, see
+    config/blendclip.params.yaml)."""
+
+    cloud: str = '/lidar/points'
+    detections: str = '/detections'
+    ground_truth: str = '/ground_truth/categories'
+    tf: str = '/tf'
+    tf_static: str = '/tf_static'
+    cameras: str = '/cameras'  # + '/<CHANNEL>/image/compressed' and '/<CHANNEL>/camera_info'
+
+    def camera_image(self, channel: str) -> str:
+        return f'{self.cameras}/{channel}/image/compressed'
+
+    def camera_info(self, channel: str) -> str:
+        return f'{self.cameras}/{channel}/camera_info'
+
+
+class MessageFactory:
+    """Messages of a typestore built from core data (rosbags dataclasses, serialised to CDR)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        t = store.types
+        self.Time, self.Header = t['builtin_interfaces/msg/Time'], t['std_msgs/msg/Header']
+        self.Point, self.Quat = t['geometry_msgs/msg/Point'], t['geometry_msgs/msg/Quaternion']
+        self.Pose, self.Vector3 = t['geometry_msgs/msg/Pose'], t['geometry_msgs/msg/Vector3']
+
+    def serialize(self, msg) -> bytes:
+        return self.store.serialize_cdr(msg, msg.__msgtype__)
+
+    def header(self, stamp_ns: int, frame_id: str):
+        return self.Header(stamp=self.Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)),
+                           frame_id=frame_id)
+
+    def cloud(self, points: np.ndarray, stamp_ns: int, frame_id: str):
+        """Structured array -> PointCloud2 (height 1, little-endian, fields in dtype order)."""
+        field_t = self.store.types['sensor_msgs/msg/PointField']
+        fields = []
+        for name in points.dtype.names:
+            dt, offset = points.dtype.fields[name][:2]
+            if dt.base not in POINTFIELD_TYPES:
+                raise TypeError(f'point field {name!r} has unsupported dtype {dt}')
+            fields.append(field_t(name=name, offset=offset, datatype=POINTFIELD_TYPES[dt.base], count=1))
+        data = np.frombuffer(np.ascontiguousarray(points).tobytes(), dtype=np.uint8)
+        return self.store.types[tsm.POINT_CLOUD2](
+            header=self.header(stamp_ns, frame_id), height=1, width=len(points), fields=fields,
+            is_bigendian=False, point_step=points.dtype.itemsize,
+            row_step=points.dtype.itemsize * len(points), data=data, is_dense=True)
+
+    def pose(self, center, quat_xyzw):
+        return self.Pose(position=self.Point(x=float(center[0]), y=float(center[1]), z=float(center[2])),
+                         orientation=self.Quat(x=float(quat_xyzw[0]), y=float(quat_xyzw[1]),
+                                               z=float(quat_xyzw[2]), w=float(quat_xyzw[3])))
+
+    def vector(self, v):
+        return self.Vector3(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+    def detected_boxes(self, boxes: Boxes, stamp_ns: int):
+        box_t = self.store.types['blendclip/msg/DetectedBox']
+        items = [box_t(id=boxes.ids[i], pose=self.pose(boxes.centers[i], boxes.quaternions[i]),
+                       size=self.vector(boxes.sizes[i]), detector_label=boxes.detector_labels[i],
+                       detector_score=float(boxes.detector_scores[i])) for i in range(len(boxes))]
+        return self.store.types[tsm.DETECTED_BOX_ARRAY](header=self.header(stamp_ns, boxes.frame_id),
+                                                        boxes=items)
+
+    def ground_truth(self, boxes: Boxes, classes, num_points, stamp_ns: int, version: str):
+        """GT as LabelledObjectArray: label = benchmark class ('' outside the classes), score 1,
+        detector_label = fine category, num_points = the dataset's own count."""
+        obj_t = self.store.types['blendclip/msg/LabelledObject']
+        hyp_t = self.store.types['blendclip/msg/LabelHypothesis']
+        items = []
+        for i in range(len(boxes)):
+            label = classes[i]
+            items.append(obj_t(
+                id=boxes.ids[i], pose=self.pose(boxes.centers[i], boxes.quaternions[i]),
+                size=self.vector(boxes.sizes[i]), label=label, score=1.0 if label else float('nan'),
+                top_k=[hyp_t(label=label, score=1.0)] if label else [],
+                num_points=int(max(num_points[i], 0)), status=0,
+                detector_label=boxes.detector_labels[i], detector_score=float('nan')))
+        return self.store.types[tsm.LABELLED_OBJECT_ARRAY](
+            header=self.header(stamp_ns, boxes.frame_id), objects=items, vocabulary_version=version,
+            model='ground_truth')
+
+    def transforms(self, items):
+        """items: (stamp_ns, parent, child, Rigid) -> TFMessage."""
+        tf_t = self.store.types['geometry_msgs/msg/TransformStamped']
+        tr_t = self.store.types['geometry_msgs/msg/Transform']
+        out = []
+        for stamp_ns, parent, child, rigid in items:
+            q = rigid.quaternion_xyzw
+            out.append(tf_t(header=self.header(stamp_ns, parent), child_frame_id=child,
+                            transform=tr_t(translation=self.vector(rigid.translation),
+                                           rotation=self.Quat(x=q[0], y=q[1], z=q[2], w=q[3]))))
+        return self.store.types[tsm.TF_MESSAGE](transforms=out)
+
+    def compressed_image(self, jpeg: bytes, stamp_ns: int, frame_id: str):
+        return self.store.types[tsm.COMPRESSED_IMAGE](
+            header=self.header(stamp_ns, frame_id), format='jpeg', data=np.frombuffer(jpeg, dtype=np.uint8))
+
+    def camera_info(self, intrinsics: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str):
+        k = np.asarray(intrinsics, np.float64).reshape(3, 3)
+        p = np.zeros((3, 4))
+        p[:, :3] = k
+        roi_t = self.store.types['sensor_msgs/msg/RegionOfInterest']
+        return self.store.types[tsm.CAMERA_INFO](
+            header=self.header(stamp_ns, frame_id), height=height, width=width, distortion_model='plumb_bob',
+            d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p.reshape(-1), binning_x=0,
+            binning_y=0, roi=roi_t(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+class BagWriter:
+    """rosbags Writer with one connection per topic, added on first use."""
+
+    def __init__(self, path: str | Path, store, storage: str = 'mcap', version: int = 9) -> None:
+        if storage not in STORAGES:
+            raise ValueError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
+        if version not in BAG_VERSIONS:
+            raise ValueError(f'rosbag2 version must be one of {BAG_VERSIONS}, got {version}')
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f'{path} exists; rosbag2 bags are never overwritten')
+        self.path, self.store = path, store
+        self._writer = Writer(path, version=version, storage_plugin=STORAGES[storage])
+        self._connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagWriter:
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._writer.close()
+
+    def connection(self, topic: str, msgtype: str, qos=(), msgdef: str | None = None,
+                   rihs01: str | None = None):
+        conn = self._connections.get(topic)
+        if conn is None:
+            if msgdef is not None and rihs01 is not None:
+                conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01,
+                                                   offered_qos_profiles=qos)
+            else:
+                conn = self._writer.add_connection(topic, msgtype, typestore=self.store,
+                                                   offered_qos_profiles=qos)
+            self._connections[topic] = conn
+            self.counts[topic] = 0
+        elif conn.msgtype != msgtype:
+            raise TypeError(f'{topic} already holds {conn.msgtype}, cannot write {msgtype}')
+        return conn
+
+    def write_raw(self, topic: str, msgtype: str, stamp_ns: int, data: bytes, qos=()) -> None:
+        self._writer.write(self.connection(topic, msgtype, qos), int(stamp_ns), data)
+        self.counts[topic] += 1
+
+    def write(self, topic: str, stamp_ns: int, msg, qos=()) -> None:
+        self.write_raw(topic, msg.__msgtype__, stamp_ns, self.store.serialize_cdr(msg, msg.__msgtype__), qos)
