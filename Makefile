@@ -25,10 +25,12 @@ $(STAMP)/deps: $(LOCK)
 	$(PY) -m pip install -q -r $(LOCK)
 	@mkdir -p $(STAMP) && touch $@
 
-# Python packages, editable. Before the interfaces: both are distributions named `blendclip`, and pip
-# replacing its own would also delete the one rosidl installed (with the generated `blendclip.msg`).
+# Python packages, editable. 'compat' mode puts the repo root on sys.path (a .pth), so packages added
+# later import without a reinstall. Before the interfaces: both are distributions named `blendclip`,
+# and pip replacing its own would also delete the one rosidl installed (the generated `blendclip.msg`).
 $(STAMP)/editable: $(STAMP)/deps setup.py
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e . > $(VENV)/editable.log 2>&1 \
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat \
+	  > $(VENV)/editable.log 2>&1 \
 	  || (cat $(VENV)/editable.log; exit 1)
 	@touch $@
 

@@ -1,0 +1,110 @@
+"""Our box messages <-> blendclip_core.geometry.Boxes, and Predictions -> LabelledObjectArray.
+
+Readers use only attribute names, so they accept rclpy messages and rosbags message objects; builders
+import the rclpy message classes when called (importing this module loads no ROS code).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from blendclip_core.geometry import Boxes
+from blendclip_core.types import ObjectStatus, Predictions
+
+# Statuses that carry top-k hypotheses: the object was classified (maybe below the threshold).
+CLASSIFIED = (ObjectStatus.OK, ObjectStatus.BELOW_THRESHOLD)
+
+
+def _boxes_from_items(items: Sequence[Any], frame_id: str) -> Boxes:
+    n = len(items)
+    centers = np.array([(b.pose.position.x, b.pose.position.y, b.pose.position.z) for b in items],
+                       dtype=np.float64).reshape(n, 3)
+    quats = np.array([(b.pose.orientation.x, b.pose.orientation.y, b.pose.orientation.z,
+                       b.pose.orientation.w) for b in items], dtype=np.float64).reshape(n, 4)
+    sizes = np.array([(b.size.x, b.size.y, b.size.z) for b in items], dtype=np.float64).reshape(n, 3)
+    return Boxes(centers, sizes, quats, tuple(str(b.id) for b in items), str(frame_id),
+                 tuple(str(b.detector_label) for b in items),
+                 np.array([b.detector_score for b in items], dtype=np.float64))
+
+
+def boxes_from_msg(msg: Any) -> Boxes:
+    """blendclip/DetectedBoxArray -> Boxes in msg.header.frame_id."""
+    return _boxes_from_items(list(msg.boxes), msg.header.frame_id)
+
+
+def boxes_from_labelled_msg(msg: Any) -> Boxes:
+    """The boxes of a blendclip/LabelledObjectArray (id, pose, size, detector fields)."""
+    return _boxes_from_items(list(msg.objects), msg.header.frame_id)
+
+
+def pose_msg(center: Iterable[float], quaternion: Iterable[float]):
+    """geometry_msgs/Pose from a centre (x, y, z) and a quaternion (x, y, z, w)."""
+    from geometry_msgs.msg import Point, Pose, Quaternion
+
+    x, y, z = (float(v) for v in center)
+    qx, qy, qz, qw = (float(v) for v in quaternion)
+    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
+def vector_msg(values: Iterable[float]):
+    from geometry_msgs.msg import Vector3
+
+    x, y, z = (float(v) for v in values)
+    return Vector3(x=x, y=y, z=z)
+
+
+def _header(header: Any, frame_id: str, stamp: Any):
+    from std_msgs.msg import Header
+
+    if header is not None:
+        return header
+    out = Header(frame_id=frame_id)
+    if stamp is not None:
+        out.stamp = stamp
+    return out
+
+
+def boxes_to_msg(boxes: Boxes, stamp: Any = None, header: Any = None):
+    """Boxes -> blendclip/DetectedBoxArray (header from `header`, else boxes.frame_id + stamp)."""
+    from blendclip.msg import DetectedBox, DetectedBoxArray
+
+    msg = DetectedBoxArray(header=_header(header, boxes.frame_id, stamp))
+    msg.boxes = [
+        DetectedBox(id=boxes.ids[i], pose=pose_msg(boxes.centers[i], boxes.quaternions[i]),
+                    size=vector_msg(boxes.sizes[i]), detector_label=boxes.detector_labels[i],
+                    detector_score=float(boxes.detector_scores[i]))
+        for i in range(len(boxes))
+    ]
+    return msg
+
+
+def labelled_objects_to_msg(predictions: Predictions, boxes: Boxes, header: Any = None,
+                            stamp: Any = None, model: str = ''):
+    """Predictions for `boxes` -> blendclip/LabelledObjectArray.
+
+    header: normally the input DetectedBoxArray's header (copied so outputs pair with inputs);
+    without it, boxes.frame_id and `stamp`. label is '' and score NaN unless the status is OK; top_k is
+    filled for every classified object (OK or BELOW_THRESHOLD), empty otherwise.
+    """
+    from blendclip.msg import LabelHypothesis, LabelledObject, LabelledObjectArray
+
+    if len(predictions) != len(boxes):
+        raise ValueError(f'{len(predictions)} predictions for {len(boxes)} boxes')
+    objects = []
+    for i in range(len(boxes)):
+        status = ObjectStatus(int(predictions.status[i]))
+        top = predictions.top_labels(i) if status in CLASSIFIED else []
+        ok = status == ObjectStatus.OK and bool(top)
+        objects.append(LabelledObject(
+            id=boxes.ids[i], pose=pose_msg(boxes.centers[i], boxes.quaternions[i]),
+            size=vector_msg(boxes.sizes[i]),
+            label=top[0][0] if ok else '', score=float(top[0][1]) if ok else math.nan,
+            top_k=[LabelHypothesis(label=label, score=float(score)) for label, score in top],
+            num_points=max(int(predictions.num_points[i]), 0), status=int(status),
+            detector_label=boxes.detector_labels[i], detector_score=float(boxes.detector_scores[i])))
+    return LabelledObjectArray(header=_header(header, boxes.frame_id, stamp), objects=objects,
+                               vocabulary_version=predictions.vocabulary_version, model=model)

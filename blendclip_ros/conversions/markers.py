@@ -1,0 +1,92 @@
+"""RViz markers for a LabelledObjectArray: a wireframe box and a 'car 0.83' label per object.
+
+The array starts with DELETEALL, so boxes of the previous frame vanish even when fewer objects follow.
+Colours come from a fixed palette indexed by a CRC of the label: the same label has the same colour
+in every process and run (Python's hash() is salted per process).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+
+from blendclip_core.types import ObjectStatus
+
+# Tableau 10: distinct on RViz's dark background.
+PALETTE = (
+    (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
+    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50),
+    (0.74, 0.74, 0.13), (0.09, 0.75, 0.81),
+)
+UNLABELLED = (0.6, 0.6, 0.6)  # no label: no points or below threshold
+NAMESPACE_BOXES = 'blendclip/boxes'
+NAMESPACE_LABELS = 'blendclip/labels'
+
+# Unit cube corners (+-0.5) and its 12 edges as corner index pairs.
+_CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8)
+          if np.count_nonzero(_CORNERS[a] != _CORNERS[b]) == 1]
+
+
+def label_colour(label: str) -> tuple[float, float, float]:
+    """Stable RGB in [0, 1] for a label ('' -> grey)."""
+    if not label:
+        return UNLABELLED
+    return PALETTE[zlib.crc32(label.encode('utf-8')) % len(PALETTE)]
+
+
+def box_edges(size: tuple[float, float, float]) -> np.ndarray:
+    """(24, 3) LINE_LIST endpoints of a box of size (l, w, h) centred at the origin, box axes."""
+    corners = _CORNERS * np.asarray(size, dtype=np.float64)
+    return corners[np.array(_EDGES).reshape(-1)]
+
+
+def label_text(obj: Any) -> str:
+    if obj.status == ObjectStatus.OK:
+        return f'{obj.label} {obj.score:.2f}'
+    if obj.status == ObjectStatus.BELOW_THRESHOLD and len(obj.top_k):
+        return f'{obj.top_k[0].label}? {obj.top_k[0].score:.2f}'
+    return ObjectStatus(obj.status).name.lower().replace('_', ' ')
+
+
+def _duration(seconds: float):
+    from builtin_interfaces.msg import Duration
+
+    sec = math.floor(seconds)
+    return Duration(sec=int(sec), nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def labelled_markers(msg: Any, lifetime_s: float = 0.0, line_width: float = 0.05,
+                     text_height: float = 0.6, alpha: float = 0.9):
+    """visualization_msgs/MarkerArray for a blendclip/LabelledObjectArray.
+
+    lifetime_s: how long RViz keeps a marker without a refresh (0 = until replaced). Objects with an
+    invalid box are skipped (RViz cannot draw NaN poses). Text sits above the box, z up in the frame.
+    """
+    from geometry_msgs.msg import Point
+    from std_msgs.msg import ColorRGBA
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    lifetime = _duration(max(float(lifetime_s), 0.0))
+    markers = [Marker(header=msg.header, action=Marker.DELETEALL)]
+    for i, obj in enumerate(msg.objects):
+        if obj.status == ObjectStatus.INVALID_BOX:
+            continue
+        size = (obj.size.x, obj.size.y, obj.size.z)
+        r, g, b = label_colour(obj.label if obj.status == ObjectStatus.OK else '')
+        colour = ColorRGBA(r=r, g=g, b=b, a=float(alpha))
+        box = Marker(header=msg.header, ns=NAMESPACE_BOXES, id=i, type=Marker.LINE_LIST,
+                     action=Marker.ADD, pose=obj.pose, color=colour, lifetime=lifetime)
+        box.scale.x = float(line_width)
+        box.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in box_edges(size)]
+        text = Marker(header=msg.header, ns=NAMESPACE_LABELS, id=i, type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD, color=colour, lifetime=lifetime, text=label_text(obj))
+        text.pose.position.x = obj.pose.position.x
+        text.pose.position.y = obj.pose.position.y
+        text.pose.position.z = obj.pose.position.z + 0.5 * obj.size.z + 0.5 * float(text_height)
+        text.scale.z = float(text_height)
+        markers.extend((box, text))
+    return MarkerArray(markers=markers)
