@@ -53,6 +53,8 @@ class Summary:
     gt_boxes: int = 0
     gt_by_class: dict[str, int] = field(default_factory=dict)
     skipped_detections: int = 0
+    skipped_frames: int = 0
+    skipped_sweeps: int = 0
     messages: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -61,8 +63,10 @@ class Summary:
                f'{self.gt_boxes} ground-truth boxes in {self.seconds:.1f} s',
                'ground truth by class: ' + ', '.join(f'{k or "(other)"} {v}'
                                                      for k, v in sorted(self.gt_by_class.items()))]
-        if self.skipped_detections:
-            out.append(f'skipped {self.skipped_detections} malformed detections')
+        for what in ('frames', 'sweeps', 'detections'):
+            n = getattr(self, f'skipped_{what}')
+            if n:
+                out.append(f'skipped {n} {what} that could not be read (see the warnings above)')
         out += [f'  {topic}: {n} messages' for topic, n in sorted(self.messages.items())]
         return out
 
@@ -152,6 +156,8 @@ def convert(frames, out: str | Path, config: ConvertConfig | None = None,
     writer.summary.seconds = time.perf_counter() - start
     if detections is not None:
         writer.summary.skipped_detections = detections.skipped
+    writer.summary.skipped_frames = getattr(frames, 'skipped_frames', 0)
+    writer.summary.skipped_sweeps = getattr(frames, 'skipped_sweeps', 0)
     return writer.summary
 
 

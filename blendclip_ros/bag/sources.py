@@ -187,6 +187,8 @@ class DevkitSource:
         if missing:
             raise SourceError(f'scenes not in the dataroot: {missing}; it has {sorted(by_name)}')
         self.scenes = [by_name[s] for s in scenes] if scenes else list(db.scene)
+        self.skipped_frames = 0  # keyframes left out because their LiDAR file is missing or corrupt
+        self.skipped_sweeps = 0  # older sweeps left out of an accumulation for the same reason
 
     @classmethod
     def open(cls, dataset: str, dataroot: str | Path, version: str, **kwargs) -> DevkitSource:
@@ -205,8 +207,14 @@ class DevkitSource:
             token = scene['first_sample_token']
             while token:
                 sample = self.db.get('sample', token)
-                yield self.frame(sample, scene['name'])
                 token = sample['next']
+                try:
+                    frame = self.frame(sample, scene['name'])
+                except (SourceError, OSError) as exc:
+                    self.skipped_frames += 1
+                    log.warning('skipping sample %s of %s: %s', sample['token'], scene['name'], exc)
+                    continue
+                yield frame
 
     def _pose(self, sd) -> tuple[Rigid, Rigid]:
         cs = self.db.get('calibrated_sensor', sd['calibrated_sensor_token'])
@@ -232,13 +240,22 @@ class DevkitSource:
         for channel in channels:
             sd = self.db.get('sample_data', sample['data'][channel])
             for k in range(self.sweeps):
-                pts = self.spec.read_points(Path(self.db.dataroot) / sd['filename'])
-                if channel != channels[0] or k:
-                    l2e, e2g = self._pose(sd)
-                    pts = _transform_points(pts, global_to_ref @ e2g @ l2e)
-                if self.sweeps > 1:
-                    pts = _with_time(pts, (ref_sd['timestamp'] - sd['timestamp']) * 1e-6)
-                clouds.append(pts)
+                try:
+                    pts = self.spec.read_points(Path(self.db.dataroot) / sd['filename'])
+                except (SourceError, OSError) as exc:
+                    if channel == channels[0] and not k:
+                        raise
+                    # A lost older sweep only thins the accumulation; the keyframe stays.
+                    self.skipped_sweeps += 1
+                    log.warning('leaving sweep %s out of sample %s: %s', sd['token'], sample['token'], exc)
+                    pts = None
+                if pts is not None:
+                    if channel != channels[0] or k:
+                        l2e, e2g = self._pose(sd)
+                        pts = _transform_points(pts, global_to_ref @ e2g @ l2e)
+                    if self.sweeps > 1:
+                        pts = _with_time(pts, (ref_sd['timestamp'] - sd['timestamp']) * 1e-6)
+                    clouds.append(pts)
                 if not sd['prev']:
                     break
                 sd = self.db.get('sample_data', sd['prev'])
