@@ -1,0 +1,85 @@
+"""Default vocabularies and prompt templates, as data.
+
+Dataset class names (`construction_vehicle`) are what annotations carry; display names
+(`construction vehicle`) are what gets embedded, since the text encoder reads words, not identifiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+# nuScenes detection classes, in the benchmark's (mmdet3d) order: dataset name -> display name.
+NUSCENES_10_NAMES: dict[str, str] = {
+    'car': 'car',
+    'truck': 'truck',
+    'trailer': 'trailer',
+    'bus': 'bus',
+    'construction_vehicle': 'construction vehicle',
+    'bicycle': 'bicycle',
+    'motorcycle': 'motorcycle',
+    'pedestrian': 'pedestrian',
+    'traffic_cone': 'traffic cone',
+    'barrier': 'barrier',
+}
+NUSCENES_10: tuple[str, ...] = tuple(NUSCENES_10_NAMES.values())
+
+# TruckScenes evaluation classes (cross-dataset test), dataset name -> display name.
+TRUCKSCENES_12_NAMES: dict[str, str] = {
+    'animal': 'animal',
+    'pedestrian': 'pedestrian',
+    'barrier': 'barrier',
+    'traffic_cone': 'traffic cone',
+    'traffic_sign': 'traffic sign',
+    'bicycle': 'bicycle',
+    'bus': 'bus',
+    'car': 'car',
+    'other_vehicle': 'other vehicle',
+    'motorcycle': 'motorcycle',
+    'trailer': 'trailer',
+    'truck': 'truck',
+}
+TRUCKSCENES_12: tuple[str, ...] = tuple(TRUCKSCENES_12_NAMES.values())
+
+# What the node labels with when the user configures nothing: the nuScenes classes plus a few
+# road users and street objects that detectors often box but the benchmark does not name.
+DRIVING_EXTRA: tuple[str, ...] = ('kick scooter', 'stroller', 'dog', 'bench', 'traffic sign')
+DRIVING: tuple[str, ...] = NUSCENES_10 + DRIVING_EXTRA
+
+# Prompts for point-cloud classification. The method evaluates nuScenes with the first one alone;
+# averaging a few phrasings makes the class embedding less sensitive to wording.
+NUSCENES_EVAL_TEMPLATES: tuple[str, ...] = ('point cloud of a {}.',)
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    'point cloud of a {}.',
+    'a point cloud of a {}.',
+    'a lidar scan of a {}.',
+    'a 3D point cloud of a {}.',
+)
+
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    'nuscenes': NUSCENES_10,
+    'truckscenes': TRUCKSCENES_12,
+    'driving': DRIVING,
+}
+
+
+def display_name(dataset_name: str) -> str:
+    """`construction_vehicle` -> `construction vehicle` (any dataset's identifier style)."""
+    return NUSCENES_10_NAMES.get(dataset_name) or TRUCKSCENES_12_NAMES.get(dataset_name) \
+        or dataset_name.replace('_', ' ').strip()
+
+
+def prompts(label: str, templates: Sequence[str]) -> list[str]:
+    """The texts embedded for one label: each template filled with it."""
+    return [t.format(label) for t in templates]
+
+
+def vocabulary_version(labels: Sequence[str], templates: Sequence[str], space_spec: str) -> str:
+    """Short content hash of what prediction indices mean (labels, templates, text space).
+
+    Published with every prediction so that consumers can tell two vocabularies apart even when
+    they have the same length.
+    """
+    payload = json.dumps([list(labels), list(templates), space_spec], ensure_ascii=False)
+    return hashlib.sha256(payload.encode('utf-8')).hexdigest()[:12]
