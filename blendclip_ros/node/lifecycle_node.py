@@ -1,0 +1,344 @@
+"""The BlendCLIP labelling node: LiDAR cloud + 3D boxes in, open-vocabulary labels out.
+
+Lifecycle (rclpy.lifecycle, same API in Humble, Jazzy and Kilted):
+- configure: read parameters, load the point encoder and the text space, embed the vocabulary,
+  create the (lifecycle) publishers and start the worker thread;
+- activate: subscribe; publish the vocabulary (transient local);
+- deactivate: unsubscribe, forget queued inputs;
+- cleanup / shutdown: stop the worker, drop the model and free GPU memory.
+Subscription callbacks only pair messages by stamp and hand the pair to the worker (depth 1,
+drop-oldest); conversion, cropping, the model and publishing all run on the worker thread. Bad input is
+answered or skipped and counted, never raised: counters and latency percentiles go to /diagnostics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from blendclip.msg import DetectedBoxArray, LabelledObjectArray, Vocabulary
+
+from . import params as P
+from . import runtime
+from .diagnostics import LatencyWindow, build_diagnostics
+from .sync import StampSynchronizer
+from .worker import LatestOnlyWorker
+
+try:  # vision_msgs is optional (no wheel here); the node then accepts only our box arrays.
+    from vision_msgs.msg import Detection3DArray
+except ImportError:  # pragma: no cover - depends on the install
+    Detection3DArray = None
+
+NODE_NAME = 'blendclip'
+WARN_PERIOD_S = 5.0  # per-frame warnings are throttled to one per this many seconds per kind
+
+RELIABLE_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_OUT = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+BOXES_IN = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One paired frame on its way to the worker."""
+
+    cloud: PointCloud2
+    boxes: Any  # DetectedBoxArray or vision_msgs Detection3DArray
+    received: float  # time.perf_counter() when the pair was complete
+
+
+class BlendClipNode(LifecycleNode):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        P.declare(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.state_label = 'unconfigured'
+        self.last_error = ''
+        self.params: P.NodeParams | None = None
+        self.model: runtime.LoadedModel | None = None
+        self.settings: runtime.FrameSettings | None = None
+        self.transforms: dict = {}
+        self.counters: Counter[str] = Counter()
+        self.windows = {name: LatencyWindow() for name in runtime.WINDOWS}
+        self.sync: StampSynchronizer | None = None
+        self.worker = LatestOnlyWorker(self._process, on_error=self._worker_error)
+        self._subs: list = []
+        self._pubs: dict[str, Any] = {}
+        self._last_warn: dict[str, float] = {}
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        period = float(self.get_parameter('diagnostics_period').value)
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics)
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = P.read(self)
+            self.transforms = P.parse_static_transforms(params.static_transforms)
+            self.model = runtime.load_model(params)
+        except Exception as exc:  # noqa: BLE001 - a bad path or parameter must fail the transition only
+            self.last_error = f'configure failed: {exc}'
+            self.get_logger().error(self.last_error)
+            self.model = None
+            return TransitionCallbackReturn.FAILURE
+        self.params = params
+        self.settings = runtime.FrameSettings.from_params(params)
+        for window in self.windows.values():
+            window.__init__(params.latency_window)
+        self.sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, params.max_stamp_age_ns)
+        self._pubs = {
+            'labels': self.create_lifecycle_publisher(
+                LabelledObjectArray, params.labels_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts()),
+            'markers': self.create_lifecycle_publisher(
+                MarkerArray, params.markers_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts()),
+            'vocabulary': self.create_lifecycle_publisher(Vocabulary, params.vocabulary_topic, LATCHED_OUT),
+        }
+        self.worker.start()
+        self.last_error = ''
+        self.state_label = 'inactive'
+        self.get_logger().info(f'configured: {self.model.describe()}, {len(params.vocabulary)} labels')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.params
+        self.sync.reset()
+        self._subs = [
+            self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
+                                     qos_overriding_options=_qos_opts()),
+            self.create_subscription(DetectedBoxArray, p.boxes_topic, self._on_boxes, BOXES_IN,
+                                     qos_overriding_options=_qos_opts()),
+        ]
+        if Detection3DArray is not None and p.subscribe_vision_msgs:
+            self._subs.append(self.create_subscription(
+                Detection3DArray, p.detections_topic, self._on_boxes, BOXES_IN,
+                qos_overriding_options=_qos_opts()))
+        result = super().on_activate(state)
+        self.state_label = 'active'
+        self._publish_vocabulary()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        self.state_label = 'inactive'
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = 'unconfigured'
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        self._release()
+        self.state_label = 'finalized'
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        self._release()
+        self.state_label = 'unconfigured'
+        return super().on_error(state)
+
+    def autostart(self) -> bool:
+        """configure + activate, as a lifecycle manager would. False (logged) if either fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def shutdown_quietly(self) -> None:
+        """Process exit (the context may already be shut down): stop the worker, free the model."""
+        try:
+            self._drop_subscriptions()
+            self._release()
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            self.get_logger().debug(f'shutdown: {exc}')
+        self.state_label = 'finalized'
+
+    def _drop_subscriptions(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self.sync is not None:
+            self.sync.reset()
+
+    def _release(self) -> None:
+        """Stop the worker, destroy publishers, free the model (and its GPU memory)."""
+        self.worker.stop()
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self.model is not None:
+            self.model.release()
+        self.model = None
+        gc.collect()
+        runtime.empty_device_cache()
+
+    # ----------------------------------------------------------------------------- inputs
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self.counters['clouds_received'] += 1
+        self._pair(self.sync.add_cloud(_stamp_ns(msg.header.stamp), msg, self._now_ns()))
+
+    def _on_boxes(self, msg: Any) -> None:
+        self.counters['boxes_received'] += 1
+        self._pair(self.sync.add_boxes(_stamp_ns(msg.header.stamp), msg, self._now_ns()))
+
+    def _pair(self, pair) -> None:
+        if pair is not None:
+            self.worker.submit(FrameJob(pair.cloud, pair.boxes, time.perf_counter()))
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # ----------------------------------------------------------------------------- worker side
+    def _process(self, job: FrameJob) -> None:
+        """Runs on the worker thread: one frame in, one LabelledObjectArray (and markers) out."""
+        t_start = time.perf_counter()
+        self.windows['queue_wait'].add((t_start - job.received) * 1e3)
+        model, settings, pubs = self.model, self.settings, self._pubs
+        if model is None or not pubs:
+            return
+        outcome = runtime.label_frame_msgs(job.cloud, job.boxes, model, settings, self.transforms)
+        for key, n in outcome.counts.items():
+            self.counters[key] += n
+        if outcome.skip_reason:
+            self.counters[f'frames_skipped_{outcome.skip_reason}'] += 1
+            self._warn_throttled(outcome.skip_reason, outcome.message)
+            return
+        if outcome.message:
+            self._warn_throttled(outcome.warn_kind, outcome.message)
+        t_built = time.perf_counter()
+        pubs['labels'].publish(outcome.labels)
+        markers = None
+        if self.params.publish_markers and pubs['markers'].get_subscription_count() > 0:
+            markers = runtime.markers_msg(outcome.labels)
+            pubs['markers'].publish(markers)
+        t_end = time.perf_counter()
+        self.counters['frames_published'] += 1
+        model_ms = outcome.model_ms
+        self.windows['processing'].add((t_end - t_start) * 1e3)
+        self.windows['model'].add(model_ms)
+        self.windows['ros_overhead'].add((t_end - t_start) * 1e3 - model_ms)
+        self.windows['publish'].add((t_end - t_built) * 1e3)
+        stamp_ns = _stamp_ns(job.boxes.header.stamp)
+        self.windows['stamp_to_publish'].add((self._now_ns() - stamp_ns) / 1e6)
+
+    def _worker_error(self, what: str, exc: BaseException) -> None:
+        if what == 'frame':
+            self.counters['frames_failed'] += 1
+        self._warn_throttled(f'error_{what}', f'{what} failed: {type(exc).__name__}: {exc}')
+
+    def _warn_throttled(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(kind, -1e9) >= WARN_PERIOD_S:
+            self._last_warn[kind] = now
+            self.get_logger().warning(message)
+
+    # ----------------------------------------------------------------------------- parameters
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        updates = {}
+        for param in parameters:
+            name, value = param.name, param.value
+            if name in P.DYNAMIC_NAMES:
+                reason = P.validate_dynamic(name, value)
+                if reason:
+                    return self._reject(reason)
+                updates[name] = tuple(value) if isinstance(value, (list, tuple)) else value
+            elif name in P.CONFIGURE_NAMES:
+                if self.state_label != 'unconfigured':
+                    return self._reject(f'{name} is applied at configure: deactivate and clean up the node '
+                                        'first (or restart it with the new value)')
+                if name == 'static_transforms':
+                    try:
+                        P.parse_static_transforms(value or ())
+                    except ValueError as exc:
+                        return self._reject(str(exc))
+        if updates:
+            self._apply_dynamic(updates)
+        return SetParametersResult(successful=True)
+
+    def _reject(self, reason: str) -> SetParametersResult:
+        self.counters['parameters_rejected'] += 1
+        self.get_logger().warning(f'parameter change rejected: {reason}')
+        return SetParametersResult(successful=False, reason=reason)
+
+    def _apply_dynamic(self, updates: dict) -> None:
+        if self.params is None:  # unconfigured: the values are read at configure
+            return
+        self.params = dataclasses.replace(self.params, **updates)
+        self.settings = runtime.FrameSettings.from_params(self.params)
+        if {'vocabulary', 'prompt_templates'} & updates.keys():
+            labels, templates = self.params.vocabulary, self.params.prompt_templates
+            # Embedding runs on the worker, between frames: the model is never used by two threads.
+            self.worker.run_task('vocabulary update', lambda: self._set_vocabulary(labels, templates))
+
+    def _set_vocabulary(self, labels, templates) -> None:
+        if self.model is None:
+            return
+        try:
+            self.model.set_vocabulary(labels, templates)
+        except Exception:
+            self.counters['vocabulary_update_failures'] += 1
+            raise
+        self.counters['vocabulary_updates'] += 1
+        self._publish_vocabulary()
+
+    def _publish_vocabulary(self) -> None:
+        pub, model = self._pubs.get('vocabulary'), self.model
+        if pub is None or model is None:
+            return
+        msg = Vocabulary(version=model.vocabulary_version, labels=list(model.labels),
+                         prompt_templates=list(model.templates), text_space=model.text_space)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        pub.publish(msg)
+
+    # ----------------------------------------------------------------------------- diagnostics
+    def diagnostic_counters(self) -> dict[str, int]:
+        counters = dict(self.counters)
+        if self.sync is not None:
+            for k, v in self.sync.counters.as_dict().items():
+                counters[f'sync_{k}'] = v
+        for k, v in self.worker.counters.as_dict().items():
+            counters[f'worker_{k}'] = v
+        counters['frames_dropped'] = (
+            counters.get('worker_dropped_busy', 0) + counters.get('sync_stale', 0)
+            + counters.get('sync_too_old', 0) + counters.get('sync_evicted_unpaired', 0)
+            + counters.get('frames_failed', 0)
+            + sum(v for k, v in counters.items() if k.startswith('frames_skipped_')))
+        return counters
+
+    def publish_diagnostics(self) -> None:
+        extra = {'vocabulary_version': self.model.vocabulary_version if self.model else '',
+                 'vocabulary_size': str(len(self.model.labels)) if self.model else '0',
+                 'model': self.model.name if self.model else '', 'last_error': self.last_error}
+        level = DiagnosticStatus.ERROR if self.last_error else None
+        message = self.last_error or f'{self.state_label}'
+        hardware = self.model.device if self.model else str(self.get_parameter('device').value)
+        self._diag_pub.publish(build_diagnostics(
+            self.get_fully_qualified_name(), hardware, self.get_clock().now().to_msg(), self.state_label,
+            message, self.diagnostic_counters(), self.windows, extra, level))
+
+
+def _qos_opts() -> QoSOverridingOptions:
+    return QoSOverridingOptions.with_default_policies()
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+

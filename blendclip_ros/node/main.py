@@ -1,0 +1,45 @@
+"""`blendclip_node`: spin the labelling node until SIGINT/SIGTERM, then shut it down cleanly.
+
+    blendclip_node --ros-args --params-file config/blendclip.params.yaml -p autostart:=true
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+EXIT_BAD_PARAMETERS = 2
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = sys.argv if argv is None else [sys.argv[0], *argv]
+    rclpy.init(args=args)
+    from rclpy.exceptions import ParameterException
+
+    from blendclip_ros.node.lifecycle_node import BlendClipNode
+
+    try:
+        node = BlendClipNode()
+    except (ParameterException, ValueError, TypeError) as exc:
+        # Out-of-range or wrongly typed values in a params file / -p: say which, do not traceback.
+        logging.getLogger('blendclip_node').error('invalid parameters: %s', exc)
+        rclpy.try_shutdown()
+        return EXIT_BAD_PARAMETERS
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter('autostart').value and not node.autostart():
+            node.get_logger().error('autostart failed; the node stays up for a lifecycle manager to retry '
+                                    f'({node.last_error})')
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown_quietly()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,302 @@
+"""The node's parameters: declared once with descriptors, read into a frozen dataclass, validated.
+
+Three kinds, said in each descriptor's description:
+- read-only (model, text space, device, autostart): fixed for the life of the process;
+- configure-time (topics, sync, limits, static transforms): changeable only while unconfigured,
+  they take effect at the next `configure`;
+- dynamic (vocabulary, prompt templates, thresholds): changeable at any time through the parameter
+  service; validated in `validate_dynamic`, applied by the worker between frames.
+QoS of every topic is overridable with the standard `qos_overrides.<topic>.<publisher|subscription>.*`
+parameters (rclpy QoSOverridingOptions), declared when the entities are created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from blendclip_core.geometry import quaternion_to_matrix
+from blendclip_core.vocabulary import DEFAULT_TEMPLATES, DRIVING
+
+READ_ONLY = 'read-only'
+CONFIGURE = 'configure-time'
+DYNAMIC = 'dynamic'
+
+MAX_VOCABULARY = 4096
+MAX_LABEL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class StaticTransform:
+    """p_parent = rotation @ p_child + translation (the tf convention for child in parent)."""
+
+    parent: str
+    child: str
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def inverse(self) -> StaticTransform:
+        r_inv = self.rotation.T
+        return StaticTransform(self.child, self.parent, r_inv, -r_inv @ self.translation)
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Everything the node reads from parameters (see `SPECS` for descriptions and ranges)."""
+
+    autostart: bool = False
+    checkpoint: str = ''
+    text_space: str = ''
+    device: str = 'auto'
+    vocabulary: tuple[str, ...] = DRIVING
+    prompt_templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    top_k: int = 5
+    score_threshold: float = 0.0
+    min_points: int = 1
+    box_margin: float = 0.0
+    max_boxes: int = 2048
+    sync_slop: float = 0.0
+    sync_queue_size: int = 10
+    max_stamp_age: float = 0.0
+    static_transforms: tuple[str, ...] = ()
+    cloud_topic: str = 'lidar/points'
+    boxes_topic: str = 'detections'
+    detections_topic: str = 'detections_3d'
+    labels_topic: str = 'blendclip/objects'
+    markers_topic: str = 'blendclip/markers'
+    vocabulary_topic: str = 'blendclip/vocabulary'
+    subscribe_vision_msgs: bool = True
+    publish_markers: bool = True
+    diagnostics_period: float = 1.0
+    latency_window: int = 2000
+
+    @property
+    def sync_slop_ns(self) -> int:
+        return int(round(self.sync_slop * 1e9))
+
+    @property
+    def max_stamp_age_ns(self) -> int:
+        return int(round(self.max_stamp_age * 1e9))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: str
+    description: str
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec('autostart', READ_ONLY, 'Configure and activate on start-up (no lifecycle manager).'),
+    ParamSpec('checkpoint', READ_ONLY, "Point-encoder checkpoint file; '' = the packaged default model."),
+    ParamSpec('text_space', READ_ONLY, "Text space spec, e.g. 'openclip:ViT-B-16:/path/weights.safetensors' "
+              "or 'minilm'; '' = the one named in the checkpoint's model card."),
+    ParamSpec('device', READ_ONLY, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
+    ParamSpec('vocabulary', DYNAMIC, 'Labels to choose from (free text, unique, non-empty).'),
+    ParamSpec('prompt_templates', DYNAMIC, "Prompts per label, each with one '{}'; embeddings are averaged."),
+    ParamSpec('top_k', DYNAMIC, 'Labels reported per object (capped at the vocabulary size).',
+              int_range=(1, 100)),
+    ParamSpec('score_threshold', DYNAMIC, 'Objects whose best score is lower get STATUS_BELOW_THRESHOLD.',
+              float_range=(0.0, 1.0)),
+    ParamSpec('min_points', DYNAMIC, 'Objects with fewer points inside the box get STATUS_NO_POINTS.',
+              int_range=(1, 100000)),
+    ParamSpec('box_margin', DYNAMIC, 'Metres added to every box face when cropping points.',
+              float_range=(0.0, 5.0)),
+    ParamSpec('max_boxes', CONFIGURE, 'Frames with more boxes than this are skipped and counted.',
+              int_range=(1, 100000)),
+    ParamSpec('sync_slop', CONFIGURE, 'Seconds cloud and box stamps may differ (0 = exact match).',
+              float_range=(0.0, 1.0)),
+    ParamSpec('sync_queue_size', CONFIGURE, 'Unpaired messages kept per input while waiting for a partner.',
+              int_range=(1, 1000)),
+    ParamSpec('max_stamp_age', CONFIGURE, 'Drop inputs older than this many seconds by the node clock '
+              '(0 = off; keep 0 when replaying bags without /clock).', float_range=(0.0, 3600.0)),
+    ParamSpec('static_transforms', CONFIGURE, "Fixed frames for boxes not in the cloud's frame: "
+              "'parent->child: x y z qx qy qz qw' or 'parent->child: x y z roll pitch yaw' (pose of child "
+              'in parent, metres/radians); inverses are used as needed.'),
+    ParamSpec('cloud_topic', CONFIGURE, 'sensor_msgs/PointCloud2 input (sensor-data QoS).'),
+    ParamSpec('boxes_topic', CONFIGURE, 'blendclip/DetectedBoxArray input.'),
+    ParamSpec('detections_topic', CONFIGURE, 'vision_msgs/Detection3DArray input (only when vision_msgs '
+              'is installed and subscribe_vision_msgs is true).'),
+    ParamSpec('labels_topic', CONFIGURE, 'blendclip/LabelledObjectArray output.'),
+    ParamSpec('markers_topic', CONFIGURE, 'visualization_msgs/MarkerArray output for RViz.'),
+    ParamSpec('vocabulary_topic', CONFIGURE, 'blendclip/Vocabulary output (transient local).'),
+    ParamSpec('subscribe_vision_msgs', CONFIGURE, 'Also accept vision_msgs/Detection3DArray boxes.'),
+    ParamSpec('publish_markers', CONFIGURE, 'Publish RViz markers (built only while someone subscribes).'),
+    ParamSpec('diagnostics_period', CONFIGURE, 'Seconds between /diagnostics messages.',
+              float_range=(0.05, 60.0)),
+    ParamSpec('latency_window', CONFIGURE, 'Frames the latency percentiles are computed over.',
+              int_range=(10, 100000)),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+DYNAMIC_NAMES = frozenset(s.name for s in SPECS if s.kind == DYNAMIC)
+CONFIGURE_NAMES = frozenset(s.name for s in SPECS if s.kind == CONFIGURE)
+_DEFAULTS = NodeParams()
+_STRING_ARRAYS = frozenset(f.name for f in dataclasses.fields(NodeParams) if f.type == 'tuple[str, ...]')
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=spec.name, description=f'[{spec.kind}] {spec.description}',
+                            read_only=spec.kind == READ_ONLY)
+    if spec.name in _STRING_ARRAYS:
+        d.type = ParameterType.PARAMETER_STRING_ARRAY
+    if spec.float_range is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
+                                                     to_value=spec.float_range[1], step=0.0)]
+    if spec.int_range is not None:
+        d.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=0)]
+    return d
+
+
+def declare(node) -> None:
+    """Declare every parameter on `node` (values from overrides / params files win over defaults)."""
+    from rclpy.parameter import Parameter
+
+    for spec in SPECS:
+        default = getattr(_DEFAULTS, spec.name)
+        if isinstance(default, tuple):
+            # An empty list cannot carry its element type; declare it typed but unset instead.
+            default = list(default) if default else Parameter.Type.STRING_ARRAY
+        node.declare_parameter(spec.name, default, descriptor(spec))
+
+
+def read(node) -> NodeParams:
+    """Current parameter values as a validated NodeParams (raises ValueError with the reason)."""
+    values = {}
+    for spec in SPECS:
+        try:
+            value = node.get_parameter(spec.name).value
+        except Exception:  # noqa: BLE001 - typed-but-unset (ParameterUninitializedException)
+            value = None
+        values[spec.name] = value
+    return from_values(values)
+
+
+def from_values(values: Mapping[str, Any]) -> NodeParams:
+    kwargs = {}
+    for f in dataclasses.fields(NodeParams):
+        value = values.get(f.name)
+        if value is None:
+            continue
+        if f.name in _STRING_ARRAYS:
+            value = tuple(str(v) for v in value)
+        kwargs[f.name] = value
+    params = NodeParams(**kwargs)
+    reason = validate(params)
+    if reason:
+        raise ValueError(reason)
+    return params
+
+
+def validate(params: NodeParams) -> str | None:
+    """None when valid, else a reason a person can act on."""
+    for name in ('vocabulary', 'prompt_templates'):
+        reason = validate_dynamic(name, getattr(params, name))
+        if reason:
+            return reason
+    for spec in SPECS:
+        value = getattr(params, spec.name)
+        rng = spec.float_range or spec.int_range
+        if rng is not None and not (rng[0] <= value <= rng[1]):
+            return f'{spec.name}={value} is outside [{rng[0]}, {rng[1]}]'
+    try:
+        parse_static_transforms(params.static_transforms)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def validate_dynamic(name: str, value: Any) -> str | None:
+    """Reason to reject a run-time change of a dynamic parameter, None if it is fine."""
+    if name == 'vocabulary':
+        return _validate_vocabulary(value)
+    if name == 'prompt_templates':
+        return _validate_templates(value)
+    spec = SPEC_BY_NAME[name]
+    rng = spec.float_range or spec.int_range
+    if isinstance(value, float) and not math.isfinite(value):
+        return f'{name} must be finite'
+    if rng is not None and not (rng[0] <= value <= rng[1]):
+        return f'{name}={value} is outside [{rng[0]}, {rng[1]}]'
+    return None
+
+
+def _validate_vocabulary(labels: Sequence[str]) -> str | None:
+    labels = list(labels or ())
+    if not labels:
+        return 'vocabulary must hold at least one label'
+    if len(labels) > MAX_VOCABULARY:
+        return f'vocabulary has {len(labels)} labels, at most {MAX_VOCABULARY} are allowed'
+    seen = set()
+    for label in labels:
+        text = str(label).strip()
+        if not text:
+            return 'vocabulary labels must not be empty'
+        if len(text) > MAX_LABEL_CHARS:
+            return f'vocabulary label {text[:40]!r}... is longer than {MAX_LABEL_CHARS} characters'
+        if text.lower() in seen:
+            return f'vocabulary label {text!r} appears twice'
+        seen.add(text.lower())
+    return None
+
+
+def _validate_templates(templates: Sequence[str]) -> str | None:
+    templates = list(templates or ())
+    if not templates:
+        return 'prompt_templates must hold at least one template'
+    for t in templates:
+        if str(t).count('{}') != 1:
+            return f"prompt template {t!r} must contain exactly one '{{}}'"
+        try:
+            str(t).format('x')
+        except (IndexError, KeyError, ValueError) as exc:
+            return f'prompt template {t!r} is not a format string with one {{}}: {exc}'
+    return None
+
+
+def parse_static_transforms(entries: Iterable[str]) -> dict[tuple[str, str], StaticTransform]:
+    """'parent->child: x y z qx qy qz qw | x y z roll pitch yaw' entries -> (parent, child) -> transform.
+
+    Inverses are added, so a lookup works in either direction.
+    """
+    out: dict[tuple[str, str], StaticTransform] = {}
+    for entry in entries:
+        head, sep, numbers = str(entry).partition(':')
+        parent, arrow, child = head.partition('->')
+        parent, child = parent.strip(), child.strip()
+        if not sep or not arrow or not parent or not child:
+            raise ValueError(f"static transform {entry!r}: expected 'parent->child: x y z qx qy qz qw'")
+        try:
+            vals = np.array([float(v) for v in numbers.split()], dtype=np.float64)
+        except ValueError:
+            raise ValueError(f'static transform {entry!r}: values must be numbers') from None
+        if len(vals) not in (6, 7) or not np.isfinite(vals).all():
+            raise ValueError(f'static transform {entry!r}: need 6 (x y z roll pitch yaw) or 7 '
+                             f'(x y z qx qy qz qw) finite numbers, got {len(vals)}')
+        rotation = _rpy_to_matrix(*vals[3:]) if len(vals) == 6 else _quat_matrix(vals[3:])
+        tf = StaticTransform(parent, child, rotation, vals[:3])
+        out[(parent, child)] = tf
+        out[(child, parent)] = tf.inverse()
+    return out
+
+
+def _quat_matrix(q: np.ndarray) -> np.ndarray:
+    if np.linalg.norm(q) < 1e-9:
+        raise ValueError('static transform quaternion must not be zero')
+    return quaternion_to_matrix(q[None])[0]
+
+
+def _rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
+                              math.cos(yaw), math.sin(yaw))
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    return rz @ ry @ rx

@@ -1,0 +1,202 @@
+"""What the node does with one frame, without rclpy.init: messages in, messages and counts out.
+
+Kept apart from the node class so the whole per-frame path (conversion, frame check, the core
+`label_frame` call, message building) is unit-tested in-process, and so the lifecycle node stays
+glue. Nothing here raises on bad input: the outcome says what was skipped or counted and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blendclip_core.geometry import Boxes
+from blendclip_core.types import ObjectStatus
+from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
+from blendclip_ros.conversions.markers import labelled_markers
+from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_xyz
+from blendclip_ros.conversions.vision import boxes_from_detection3d_array
+
+from .params import NodeParams, StaticTransform
+
+log = logging.getLogger(__name__)
+
+# Latency windows reported on /diagnostics (milliseconds):
+WINDOWS = (
+    'processing',  # worker: frame taken -> labels (and markers) published
+    'model',  # encoder + classifier inside label_frame
+    'ros_overhead',  # processing - model: conversion, cropping, message building, publishing
+    'publish',  # publish() calls (and marker building when someone subscribes)
+    'queue_wait',  # pair complete -> worker starts it
+    'stamp_to_publish',  # header stamp -> labels published, node clock (needs synced clocks)
+)
+
+STATUS_COUNTER = {
+    ObjectStatus.OK: 'objects_labelled',
+    ObjectStatus.NO_POINTS: 'objects_no_points',
+    ObjectStatus.INVALID_BOX: 'objects_invalid_box',
+    ObjectStatus.BELOW_THRESHOLD: 'objects_below_threshold',
+}
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """The dynamic, per-frame part of the parameters (swapped atomically on a change)."""
+
+    top_k: int
+    score_threshold: float
+    min_points: int
+    box_margin: float
+    max_boxes: int
+
+    @classmethod
+    def from_params(cls, p: NodeParams) -> FrameSettings:
+        return cls(p.top_k, p.score_threshold, p.min_points, p.box_margin, p.max_boxes)
+
+
+@dataclass
+class FrameOutcome:
+    labels: Any = None  # LabelledObjectArray, None when the frame was skipped
+    counts: Counter = field(default_factory=Counter)
+    skip_reason: str = ''  # '' = answered; else the counter suffix frames_skipped_<reason>
+    message: str = ''  # a warning for the log (throttled by the node)
+    warn_kind: str = ''
+    model_ms: float = 0.0
+
+
+class LoadedModel:
+    """Encoder + text space + vocabulary embeddings, as the node uses them (worker thread only)."""
+
+    def __init__(self, classifier: Any, name: str, device: str, text_space: str) -> None:
+        self.classifier = classifier
+        self.name = name
+        self.device = device
+        self.text_space = text_space
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.classifier.labels)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return tuple(self.classifier.templates)
+
+    @property
+    def vocabulary_version(self) -> str:
+        return str(self.classifier.vocabulary_version)
+
+    def set_vocabulary(self, labels, templates) -> None:
+        self.classifier.set_vocabulary(list(labels), list(templates))
+
+    def describe(self) -> str:
+        return f'model {self.name!r} on {self.device}, text space {self.text_space!r}'
+
+    def release(self) -> None:
+        self.classifier = None
+
+
+def load_model(params: NodeParams) -> LoadedModel:
+    """Checkpoint + text space + vocabulary embeddings on the chosen device (raises with a reason)."""
+    from blendclip_core.checkpoint import default_checkpoint_path
+    from blendclip_core.classifier import ZeroShotClassifier
+
+    path = params.checkpoint or default_checkpoint_path()
+    if not path:
+        raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
+    classifier = ZeroShotClassifier.from_checkpoint(
+        path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
+        **({'text_space': params.text_space} if params.text_space else {}))
+    return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec)
+
+
+def empty_device_cache() -> None:
+    """Give cached CUDA memory back after the model is dropped (no-op without CUDA)."""
+    import sys
+
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def boxes_of(msg: Any) -> Boxes:
+    """Our DetectedBoxArray or a vision_msgs Detection3DArray -> Boxes."""
+    if hasattr(msg, 'detections'):
+        return boxes_from_detection3d_array(msg)
+    return boxes_from_msg(msg)
+
+
+def boxes_in_cloud_frame(boxes: Boxes, cloud_frame: str,
+                         transforms: dict[tuple[str, str], StaticTransform]) -> Boxes | None:
+    """The boxes expressed in the cloud's frame, or None when no static transform connects them.
+
+    An empty frame_id on either side is taken to mean 'the same frame' (simple publishers leave it
+    empty).
+    """
+    if not boxes.frame_id or not cloud_frame or boxes.frame_id == cloud_frame:
+        return boxes
+    tf = transforms.get((cloud_frame, boxes.frame_id))
+    if tf is None:
+        return None
+    return boxes.transformed(tf.rotation, tf.translation, cloud_frame)
+
+
+def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, settings: FrameSettings,
+                     transforms: dict[tuple[str, str], StaticTransform]) -> FrameOutcome:
+    """One paired frame -> LabelledObjectArray (header copied from the boxes) plus counters."""
+    out = FrameOutcome()
+    boxes = boxes_of(boxes_msg)
+    n = len(boxes)
+    out.counts['boxes_total'] += n
+    if n > settings.max_boxes:
+        out.skip_reason = 'too_many_boxes'
+        out.message = f'frame with {n} boxes skipped (max_boxes={settings.max_boxes})'
+        return out
+    cloud_frame = str(cloud_msg.header.frame_id)
+    crop_boxes = boxes_in_cloud_frame(boxes, cloud_frame, transforms)
+    if crop_boxes is None:
+        out.skip_reason = 'frame_mismatch'
+        out.message = (f'boxes in frame {boxes.frame_id!r}, cloud in {cloud_frame!r}, no static transform '
+                       f"between them: set static_transforms ['{cloud_frame}->{boxes.frame_id}: x y z qx qy "
+                       "qz qw'] or publish the boxes in the cloud's frame")
+        return out
+    try:
+        xyz = cloud_to_xyz(cloud_msg)
+        points, dropped = xyz.points, xyz.dropped
+    except MalformedCloudError as exc:
+        # Answer every box (no usable points) rather than go silent: downstream sees the frame.
+        points, dropped = np.zeros((0, 3), np.float32), 0
+        out.counts['clouds_malformed'] += 1
+        out.counts[f'clouds_malformed_{exc.reason}'] += 1
+        out.message, out.warn_kind = f'malformed cloud, boxes answered without points: {exc}', 'malformed'
+    out.counts['points_nonfinite'] += dropped
+    if len(points) == 0:
+        out.counts['clouds_empty'] += 1
+    predictions, model_ms = _label(points, crop_boxes, model, settings)
+    out.model_ms = model_ms
+    for status, count in zip(*np.unique(predictions.status, return_counts=True)):
+        out.counts[STATUS_COUNTER.get(ObjectStatus(int(status)), 'objects_other')] += int(count)
+    out.labels = labelled_objects_to_msg(predictions, boxes, header=boxes_msg.header, model=model.name)
+    return out
+
+
+def _label(points: np.ndarray, boxes: Boxes, model: LoadedModel, settings: FrameSettings):
+    """The core call; returns (Predictions, model milliseconds)."""
+    from blendclip_core.pipeline import PipelineConfig, label_frame
+
+    config = PipelineConfig(top_k=settings.top_k, score_threshold=settings.score_threshold,
+                            min_points=settings.min_points, box_margin=settings.box_margin)
+    t0 = time.perf_counter()
+    result = label_frame(points, boxes, model.classifier, config)
+    total_ms = (time.perf_counter() - t0) * 1e3
+    predictions, timings = result if isinstance(result, tuple) else (result, getattr(result, 'timings', {}))
+    model_ms = float(timings.get('model_ms', total_ms)) if timings else total_ms
+    return predictions, model_ms
+
+
+def markers_msg(labels_msg: Any):
+    return labelled_markers(labels_msg)

@@ -1,0 +1,122 @@
+"""Pairs clouds with box arrays by header stamp, without message_filters (no wheel of it exists).
+
+Pure Python (stamps in integer nanoseconds, payloads opaque), so it is tested without rclpy. Policy:
+a new message is matched to the closest queued message of the other stream whose stamp is within
+`slop_ns` (0 = exact match). A match consumes both and evicts everything older on both streams
+(those can no longer pair in order). Unmatched messages wait in bounded queues; overflow evicts the
+oldest. Anything not newer than the last matched stamp is stale and dropped. Every drop is counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+CLOUD = 'cloud'
+BOXES = 'boxes'
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One cloud and the box array that goes with it."""
+
+    cloud: Any
+    boxes: Any
+    cloud_stamp_ns: int
+    boxes_stamp_ns: int
+
+
+@dataclass
+class SyncCounters:
+    paired: int = 0
+    stale: int = 0  # stamp not newer than the last pair (late or replayed message)
+    too_old: int = 0  # stamp older than `max_age_ns` behind the clock
+    evicted_unpaired: int = 0  # waited, never found a partner
+    duplicate_stamp: int = 0  # a second message with the same stamp on the same stream
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class StampSynchronizer:
+    """Approximate (or exact, slop 0) time pairing of two streams with bounded queues."""
+
+    def __init__(self, slop_ns: int = 0, queue_size: int = 10, max_age_ns: int = 0) -> None:
+        if slop_ns < 0 or queue_size < 1 or max_age_ns < 0:
+            raise ValueError('slop_ns and max_age_ns must be >= 0, queue_size >= 1')
+        self.slop_ns = int(slop_ns)
+        self.queue_size = int(queue_size)
+        self.max_age_ns = int(max_age_ns)
+        self.counters = SyncCounters()
+        self._queues: dict[str, OrderedDict[int, Any]] = {CLOUD: OrderedDict(), BOXES: OrderedDict()}
+        self._last_paired_ns: int | None = None
+        # Subscriptions may run on several executor threads; pairing must stay atomic.
+        self._lock = threading.Lock()
+
+    def add_cloud(self, stamp_ns: int, msg: Any, now_ns: int | None = None) -> Pair | None:
+        return self._add(CLOUD, stamp_ns, msg, now_ns)
+
+    def add_boxes(self, stamp_ns: int, msg: Any, now_ns: int | None = None) -> Pair | None:
+        return self._add(BOXES, stamp_ns, msg, now_ns)
+
+    def pending(self) -> dict[str, int]:
+        with self._lock:
+            return {k: len(q) for k, q in self._queues.items()}
+
+    def reset(self) -> None:
+        """Forget queued messages and the last pair (after deactivate or a clock jump)."""
+        with self._lock:
+            for q in self._queues.values():
+                q.clear()
+            self._last_paired_ns = None
+
+    def _add(self, stream: str, stamp_ns: int, msg: Any, now_ns: int | None) -> Pair | None:
+        stamp_ns = int(stamp_ns)
+        with self._lock:
+            if self._last_paired_ns is not None and stamp_ns <= self._last_paired_ns:
+                self.counters.stale += 1
+                return None
+            if self.max_age_ns and now_ns is not None and now_ns - stamp_ns > self.max_age_ns:
+                self.counters.too_old += 1
+                return None
+            other = self._queues[BOXES if stream == CLOUD else CLOUD]
+            match = self._closest(other, stamp_ns)
+            if match is None:
+                self._enqueue(self._queues[stream], stamp_ns, msg)
+                return None
+            partner = other.pop(match)
+            self._evict_older(max(stamp_ns, match))
+            self._last_paired_ns = max(stamp_ns, match)
+            self.counters.paired += 1
+            if stream == CLOUD:
+                return Pair(msg, partner, stamp_ns, match)
+            return Pair(partner, msg, match, stamp_ns)
+
+    def _closest(self, queue: OrderedDict[int, Any], stamp_ns: int) -> int | None:
+        best, best_gap = None, self.slop_ns + 1
+        for stamp in queue:
+            gap = abs(stamp - stamp_ns)
+            if gap < best_gap:
+                best, best_gap = stamp, gap
+        return best
+
+    def _enqueue(self, queue: OrderedDict[int, Any], stamp_ns: int, msg: Any) -> None:
+        if stamp_ns in queue:
+            self.counters.duplicate_stamp += 1  # keep the newer message: it is the one a sender meant
+        queue[stamp_ns] = msg
+        # Queues stay sorted by stamp so eviction takes the oldest, even for out-of-order arrivals.
+        if len(queue) > 1 and next(reversed(queue)) != max(queue):
+            items = sorted(queue.items())
+            queue.clear()
+            queue.update(items)
+        while len(queue) > self.queue_size:
+            queue.popitem(last=False)
+            self.counters.evicted_unpaired += 1
+
+    def _evict_older(self, stamp_ns: int) -> None:
+        for queue in self._queues.values():
+            for stamp in [s for s in queue if s <= stamp_ns]:
+                del queue[stamp]
+                self.counters.evicted_unpaired += 1

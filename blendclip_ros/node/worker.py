@@ -1,0 +1,136 @@
+"""Depth-1, drop-oldest hand-off from the executor to one processing thread.
+
+The executor thread must never wait for the model (parameter services, lifecycle transitions and the
+sensor subscriptions share it), and a late frame is worth less than the newest one: `submit` replaces
+a frame still waiting, so at most one frame is queued and stale work is never started. Control tasks
+(re-embedding the vocabulary after a parameter change) run on the same thread between frames, so
+the model is never touched from two threads and a change costs at most the one frame it overlaps.
+(Pattern: camera_calibration's ConsumerThread.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerCounters:
+    submitted: int = 0
+    processed: int = 0
+    dropped_busy: int = 0  # replaced by a newer frame before the worker got to it
+    failed: int = 0  # the process function raised; the worker carried on
+    tasks_run: int = 0
+    tasks_failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class LatestOnlyWorker:
+    """Runs `process(item)` on its own thread for the newest submitted item only."""
+
+    def __init__(self, process: Callable[[Any], None], name: str = 'blendclip-worker',
+                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+        self._process = process
+        self._on_error = on_error or (lambda what, exc: _LOG.exception('%s failed', what))
+        self._name = name
+        self._cond = threading.Condition()
+        self._pending: Any = None
+        self._has_pending = False
+        self._tasks: deque[tuple[str, Callable[[], None]]] = deque()
+        self._stop = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.counters = WorkerCounters()
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop after the current item; drops a pending one. True if the thread ended in time."""
+        with self._cond:
+            self._stop = True
+            if self._has_pending:
+                self._pending, self._has_pending = None, False
+                self.counters.dropped_busy += 1
+            self._cond.notify_all()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, item: Any) -> bool:
+        """Hand over the newest item. Returns False if it replaced one that was still waiting."""
+        with self._cond:
+            replaced = self._has_pending
+            self.counters.submitted += 1
+            if replaced:
+                self.counters.dropped_busy += 1
+            self._pending, self._has_pending = item, True
+            self._cond.notify()
+        return not replaced
+
+    def run_task(self, name: str, task: Callable[[], None]) -> None:
+        """Queue a control task; it runs before the next item, in submission order."""
+        with self._cond:
+            self._tasks.append((name, task))
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not (self._busy or self._has_pending or self._tasks)
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.idle():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stop or self._has_pending or self._tasks):
+                    self._cond.wait()
+                if self._stop:
+                    return
+                if self._tasks:
+                    name, task, item, is_task = *self._tasks.popleft(), None, True
+                else:
+                    name, task, item, is_task = 'frame', None, self._pending, False
+                    self._pending, self._has_pending = None, False
+                self._busy = True
+            try:
+                if is_task:
+                    task()
+                    self.counters.tasks_run += 1
+                else:
+                    self._process(item)
+                    self.counters.processed += 1
+            except Exception as exc:  # noqa: BLE001 - one bad frame or task must not stop the node
+                if is_task:
+                    self.counters.tasks_failed += 1
+                else:
+                    self.counters.failed += 1
+                self._on_error(name, exc)
+            finally:
+                with self._cond:
+                    self._busy = False

@@ -1,0 +1,34 @@
+"""Latency windows and the /diagnostics message round trip."""
+
+import math
+
+from builtin_interfaces.msg import Time
+
+from blendclip_ros.node.diagnostics import LatencyWindow, build_diagnostics, parse_status_values, status_name
+
+
+def test_window_percentiles_bounded_and_nan_when_empty():
+    w = LatencyWindow(size=100)
+    assert math.isnan(w.percentiles()[50])
+    for v in range(1000):
+        w.add(float(v))
+    w.add(float('nan'))  # ignored
+    assert len(w) == 100
+    pct = w.percentiles()
+    assert 949 <= pct[50] <= 950 and 998 <= pct[99] <= 999
+
+
+def test_status_carries_counters_and_percentiles():
+    w = LatencyWindow()
+    for v in (1.0, 2.0, 3.0):
+        w.add(v)
+    msg = build_diagnostics('/blendclip', 'cpu', Time(sec=5), 'active', 'ok',
+                            {'frames_published': 7, 'frames_dropped': 0}, {'processing': w},
+                            extra={'model': 'tiny'})
+    status = msg.status[0]
+    assert status.name == status_name('/blendclip') and status.level == status.OK
+    values = parse_status_values(status)
+    assert values['frames_published'] == 7 and values['processing_ms_p50'] == 2.0
+    assert values['processing_samples'] == 3 and values['state'] == 'active' and values['model'] == 'tiny'
+    inactive = build_diagnostics('/n', 'cpu', Time(), 'inactive', '', {}, {})
+    assert inactive.status[0].level == status.WARN
