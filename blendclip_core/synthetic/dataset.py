@@ -1,0 +1,248 @@
+"""Triplet sets of generated driving objects, for both sides of the curriculum and for evaluation.
+
+`generate(cfg)` draws objects (numpy + trimesh, deterministic per (seed, class, index)), `embed(...)` adds
+text embeddings from any text space, `save_npz/load_npz` store a set compactly (float16 points, one
+embedding per distinct caption), and `source(...)` is what a trainer config names as a 'callable' source:
+
+    data:
+      synthetic: [{kind: callable, name: cad, target: 'blendclip_core.synthetic.dataset:source',
+                   kwargs: {path: runs/data/generated.npz, domain: synthetic}}]
+
+Loading an .npz needs numpy only (no trimesh, no text model), so a GPU machine can train from a set
+generated elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from blendclip_core.data.triplet import REAL, SYNTHETIC, Triplet
+
+log = logging.getLogger(__name__)
+
+DOMAINS = (SYNTHETIC, REAL)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    classes: tuple[str, ...] = ()  # class names (shapes.CLASSES names); () = all generator classes
+    per_class: int = 100  # objects per class
+    domain: str = SYNTHETIC  # 'synthetic': dense surface samples; 'real': simulated LiDAR sweep
+    seed: int = 0  # every object's generator is seeded by (seed, class index, object index)
+    dense_points: int = 1024  # points per object in the synthetic domain
+    min_points: int = 3  # real-like: scans with fewer points in the box are redrawn (a new range)
+    max_tries: int = 8  # redraws (each closer than the last) before keeping what the last try gave
+    range_min: float = 5.0  # real-like: object range drawn uniformly in [range_min, range_max]
+    range_max: float = 50.0
+    canonical_yaw: bool = False  # False: objects keep a yaw (random for synthetic, the scan's for real)
+    max_points: int = 8192  # cap per object (as in blendclip_core.preprocess)
+
+
+@dataclass
+class GeneratedSet:
+    """Objects of one domain before/after embedding: packed points and what was drawn."""
+
+    points: list[np.ndarray]
+    labels: list[str]
+    variants: list[str]
+    captions: list[list[str]]
+    domain: str
+    meta: list[dict] = field(default_factory=list)
+    text_embeddings: np.ndarray | None = None  # (B, D) float32, unit rows
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def _rotate_z(points: np.ndarray, yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return (points @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])).astype(np.float32)
+
+
+def _one_object(spec, class_index: int, index: int, cfg: GeneratorConfig, lidar_cfg):
+    from blendclip_core.preprocess import crop_objects
+    from blendclip_core.synthetic import captions, lidar, shapes
+
+    rng = np.random.default_rng([cfg.seed, class_index, index])
+    obj = shapes.make_object(spec, rng)
+    if cfg.domain == SYNTHETIC:
+        pts = shapes.sample_surface(obj.mesh, cfg.dense_points, rng)
+        pts = pts - pts.mean(axis=0)
+        yaw = 0.0 if cfg.canonical_yaw else float(rng.uniform(-np.pi, np.pi))
+        pts = _rotate_z(pts, yaw) if yaw else pts
+        meta = {'variant': obj.variant, 'size_lwh': [round(float(v), 3) for v in obj.size_lwh]}
+        caps = captions.make_captions(spec.name, obj.variant, obj.size_lwh, spec.size_mean[0], rng)
+        return pts, caps, meta
+    far = cfg.range_max
+    for _ in range(cfg.max_tries):  # too few points: try again closer (as a detector only boxes what it sees)
+        range_m = float(rng.uniform(cfg.range_min, far))
+        scan = lidar.scan_object(obj.mesh, obj.size_lwh, rng, lidar_cfg, range_m=range_m)
+        far = max(cfg.range_min, range_m)
+        crop = crop_objects(scan.points, scan.box, max_points=cfg.max_points, canonical_yaw=cfg.canonical_yaw)
+        if crop.points_in_box[0] >= cfg.min_points:
+            break
+    pts = crop.batch.object(0).copy()
+    meta = {'variant': obj.variant, 'size_lwh': [round(float(v), 3) for v in obj.size_lwh],
+            'range_m': round(scan.range_m, 2), 'num_points': int(len(pts))}
+    caps = captions.make_captions(spec.name, obj.variant, obj.size_lwh, spec.size_mean[0], rng, scan.range_m)
+    return pts, caps, meta
+
+
+def generate(cfg: GeneratorConfig, progress: bool = False) -> GeneratedSet:
+    """Draw cfg.per_class objects of every class in one domain (no text embeddings yet)."""
+    from blendclip_core.synthetic import lidar, shapes
+
+    if cfg.domain not in DOMAINS:
+        raise ValueError(f'domain must be one of {DOMAINS}, got {cfg.domain!r}')
+    names = cfg.classes or shapes.class_names()
+    specs = [shapes.get_class(n) for n in names]
+    all_names = shapes.class_names()
+    lidar_cfg = lidar.LidarConfig(range_min=cfg.range_min, range_max=cfg.range_max)
+    out = GeneratedSet([], [], [], [], cfg.domain)
+    jobs = [(spec, i) for spec in specs for i in range(cfg.per_class)]
+    if progress:
+        from tqdm import tqdm
+
+        jobs = tqdm(jobs, desc=f'generating {cfg.domain}', unit='obj')
+    for spec, i in jobs:
+        pts, caps, meta = _one_object(spec, all_names.index(spec.name), i, cfg, lidar_cfg)
+        out.points.append(pts)
+        out.labels.append(spec.name)
+        out.variants.append(meta['variant'])
+        out.captions.append(caps)
+        out.meta.append(meta)
+    return out
+
+
+def embed(gen: GeneratedSet, embed_texts: Callable[[list[str]], np.ndarray],
+          batch: int = 256) -> GeneratedSet:
+    """Text target per object: the normalised mean of its captions' embeddings (distinct texts once)."""
+    unique = sorted({c for caps in gen.captions for c in caps})
+    if not unique:
+        raise ValueError('generated set has no captions to embed')
+    table = np.concatenate([np.asarray(embed_texts(unique[a:a + batch]), np.float32)
+                            for a in range(0, len(unique), batch)])
+    index = {c: i for i, c in enumerate(unique)}
+    gen.text_embeddings = _mean_rows(table, [[index[c] for c in caps] for caps in gen.captions])
+    gen.meta = [dict(m) for m in gen.meta]
+    return gen
+
+
+def _mean_rows(table: np.ndarray, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    table = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    out = np.stack([table[list(r)].mean(axis=0) for r in rows]) if rows else np.zeros((0, table.shape[1]))
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def to_triplets(gen: GeneratedSet, key_prefix: str = 'gen') -> list[Triplet]:
+    if gen.text_embeddings is None:
+        raise ValueError('generated set has no text embeddings: call embed() first')
+    return [Triplet(key=f'{key_prefix}/{gen.domain}/{i:06d}', points=p, caption=caps[1], label=lab,
+                    label_coarse=lab, domain=gen.domain, text_embedding=gen.text_embeddings[i],
+                    meta={**m, 'captions': caps})
+            for i, (p, caps, lab, m) in enumerate(zip(gen.points, gen.captions, gen.labels, gen.meta))]
+
+
+# --- compact storage -----------------------------------------------------------------------------------
+
+
+def save_npz(path: str | Path, gen: GeneratedSet) -> Path:
+    """float16 points (ample for metre-scale objects: <= 4 mm at 8 m), one row per distinct caption."""
+    if gen.text_embeddings is None:
+        raise ValueError('generated set has no text embeddings: call embed() first')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = np.array([len(p) for p in gen.points], np.int64)
+    classes = sorted(set(gen.labels))
+    points = np.concatenate(gen.points) if len(gen) else np.zeros((0, 3), np.float32)
+    np.savez_compressed(
+        path, points=points.astype(np.float16),
+        offsets=np.concatenate([[0], np.cumsum(counts)]), classes=np.array(classes),
+        label_index=np.array([classes.index(lab) for lab in gen.labels], np.int16),
+        text=gen.text_embeddings.astype(np.float16), domain=np.array(gen.domain),
+        captions=np.array(['\t'.join(c) for c in gen.captions]),
+        variants=np.array(gen.variants), ranges=np.array([m.get('range_m', np.nan) for m in gen.meta]))
+    return path
+
+
+def load_npz(path: str | Path) -> GeneratedSet:
+    with np.load(path) as z:
+        pts, off = z['points'].astype(np.float32), z['offsets']
+        classes = [str(c) for c in z['classes']]
+        ranges = z['ranges']
+        gen = GeneratedSet(points=[pts[off[i]:off[i + 1]] for i in range(len(off) - 1)],
+                           labels=[classes[i] for i in z['label_index']],
+                           variants=[str(v) for v in z['variants']],
+                           captions=[str(c).split('\t') for c in z['captions']], domain=str(z['domain']),
+                           meta=[{'variant': str(v)} | ({'range_m': float(r)} if np.isfinite(r) else {})
+                                 for v, r in zip(z['variants'], ranges)],
+                           text_embeddings=z['text'].astype(np.float32))
+    norms = np.linalg.norm(gen.text_embeddings, axis=1, keepdims=True)
+    gen.text_embeddings = gen.text_embeddings / np.maximum(norms, 1e-12)
+    return gen
+
+
+class GeneratedTriplets(Sequence):
+    """A generated set as a random-access Triplet sequence, with labels/num_points known up front."""
+
+    def __init__(self, gen: GeneratedSet, key_prefix: str = 'gen') -> None:
+        self._items = to_triplets(gen, key_prefix)
+        self.labels = list(gen.labels)
+        self.num_points = [len(p) for p in gen.points]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+
+def source(path: str = '', domain: str = '', classes: Sequence[str] = (), text_space: str = '',
+           limit_per_class: int = 0, **generator_kwargs) -> GeneratedTriplets:
+    """The trainer's 'callable' source.
+
+    path: an .npz from save_npz (its domain unless `domain` is given and must match; `classes` filters).
+    Without path, objects are generated now (GeneratorConfig keys as kwargs) and embedded with
+    `text_space` (a spec for blendclip_core.text_space.create_text_space, e.g. 'minilm:all-MiniLM-L6-v2').
+    """
+    if path:
+        gen = load_npz(path)
+        if domain and domain != gen.domain:
+            raise ValueError(f'{path} holds the {gen.domain!r} domain, not {domain!r}')
+        gen = _filter(gen, classes, limit_per_class)
+        log.info('loaded %d generated %s objects from %s', len(gen), gen.domain, path)
+        return GeneratedTriplets(gen, Path(path).stem)
+    if not text_space:
+        raise ValueError('a generated source needs either path (an .npz) or text_space (to embed captions)')
+    cfg = GeneratorConfig(classes=tuple(classes), domain=domain or SYNTHETIC, **generator_kwargs)
+    gen = embed(generate(cfg, progress=True), text_embedder(text_space))
+    return GeneratedTriplets(gen, f'gen{cfg.seed}')
+
+
+def _filter(gen: GeneratedSet, classes: Sequence[str], limit_per_class: int) -> GeneratedSet:
+    keep, seen = [], {}
+    for i, lab in enumerate(gen.labels):
+        if classes and lab not in classes:
+            continue
+        seen[lab] = seen.get(lab, 0) + 1
+        if limit_per_class and seen[lab] > limit_per_class:
+            continue
+        keep.append(i)
+    if len(keep) == len(gen):
+        return gen
+    return GeneratedSet([gen.points[i] for i in keep], [gen.labels[i] for i in keep],
+                        [gen.variants[i] for i in keep], [gen.captions[i] for i in keep], gen.domain,
+                        [gen.meta[i] for i in keep], gen.text_embeddings[keep])
+
+
+def text_embedder(spec: str) -> Callable[[list[str]], np.ndarray]:
+    """texts -> (N, D) unit rows, through the project's text-space factory."""
+    from blendclip_core.text_space import create_text_space
+
+    space = create_text_space(spec)
+    return lambda texts: np.asarray(space.encode_text(list(texts)), np.float32)

@@ -1,0 +1,445 @@
+"""Parametric driving objects: the 10 nuScenes detection classes and a few open-vocabulary extras.
+
+Each class is data (`ClassSpec`: size statistics, variants, caption words) plus one builder that makes a
+trimesh in the nuScenes box frame: x along the box length (heading), y to the left, z up, the box
+centred at the origin and the object standing on its bottom face. Sizes are drawn per object from a
+normal distribution around nuScenes-like means (l, w, h), so a car is never as tall as a bus and a
+barrier is long across its heading, as annotated in nuScenes.
+
+The dense 'synthetic CAD' domain is `sample_surface(mesh, n)`; the simulated LiDAR (lidar.py) sees the
+same meshes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from blendclip_core.synthetic import parts as P
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # sub-type, used in captions ('pickup truck')
+    weight: float = 1.0  # relative frequency
+    size_mean: tuple[float, float, float] | None = None  # overrides the class mean (l, w, h), metres
+    size_std: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    name: str  # natural-language label, the vocabulary entry ('traffic cone')
+    coarse: str  # nuScenes detection class ('traffic_cone'), '' for classes outside the benchmark
+    size_mean: tuple[float, float, float]  # l, w, h in metres (nuScenes-like means)
+    size_std: tuple[float, float, float]
+    variants: tuple[Variant, ...]
+    builder: Callable[[np.random.Generator, float, float, float, str], trimesh.Trimesh] = field(
+        repr=False, compare=False, default=None)  # (rng, l, w, h, variant) -> mesh in box frame
+    tight: bool = True  # box hugs the object on all sides (vehicles); loose boxes (people) do not
+
+
+@dataclass
+class GeneratedObject:
+    """One drawn instance: its mesh in the box frame and what was drawn."""
+
+    spec: ClassSpec
+    variant: str
+    size_lwh: np.ndarray
+    mesh: trimesh.Trimesh
+    attributes: dict = field(default_factory=dict)
+
+
+# --- builders (z from 0 at the ground to h; centred in x/y; fitted to the box afterwards) -------------
+
+
+def _wheels(ln: float, w: float, r: float, axles_x: list[float], width: float = 0.24) -> list:
+    y = w / 2 - width / 2
+    return [P.wheel([x, s * y, r], r, width) for x in axles_x for s in (-1, 1)]
+
+
+def build_car(rng, ln, w, h, variant):
+    r = float(np.clip(0.19 * h + rng.normal(0, 0.02), 0.27, 0.42))
+    clear = 0.15 + 0.05 * (variant in ('SUV', 'van'))
+    shoulder = {'sedan': 0.55, 'hatchback': 0.55, 'SUV': 0.58, 'van': 0.45}[variant] * h
+    hood = {'sedan': 0.28, 'hatchback': 0.26, 'SUV': 0.22, 'van': 0.1}[variant] * ln
+    trunk = {'sedan': 0.2, 'hatchback': 0.06, 'SUV': 0.04, 'van': 0.02}[variant] * ln
+    x0, x1 = -ln / 2, ln / 2
+    body = P.taper(x0, x1, -w / 2, w / 2, clear, shoulder, top_x=(x0 + 0.02 * ln, x1 - 0.04 * ln))
+    cx0, cx1 = x0 + trunk, x1 - hood
+    slope_f = (0.22 if variant != 'van' else 0.05) * ln
+    slope_r = {'sedan': 0.12, 'hatchback': 0.06, 'SUV': 0.03, 'van': 0.02}[variant] * ln
+    cabin = P.taper(cx0, cx1, -0.47 * w, 0.47 * w, shoulder, h,
+                    top_x=(cx0 + slope_r, max(cx0 + slope_r + 0.3, cx1 - slope_f)),
+                    top_y=(-0.4 * w, 0.4 * w))
+    axles = [x0 + 0.18 * ln, x1 - 0.19 * ln]
+    return P.combine([body, cabin, *_wheels(ln, w, r, axles, 0.22)])
+
+
+def build_truck(rng, ln, w, h, variant):
+    r = float(np.clip(0.15 * h, 0.38, 0.55))
+    x0, x1 = -ln / 2, ln / 2
+    cab_len = float(np.clip(0.25 * ln, 1.6, 2.6))
+    cab_h = min(h, 2.9) if variant != 'pickup truck' else h
+    cab = P.taper(x1 - cab_len, x1, -w / 2, w / 2, 0.4, cab_h, top_x=(x1 - cab_len, x1 - 0.3))
+    chassis = P.box(x0, x1 - cab_len, -0.35 * w, 0.35 * w, 0.5, 0.9)
+    if variant == 'box truck':
+        cargo = [P.box(x0, x1 - cab_len - 0.1, -w / 2, w / 2, 0.9, h)]
+    elif variant == 'pickup truck':
+        bed_top = 0.62 * h
+        cargo = [P.box(x0, x1 - cab_len, -w / 2, w / 2, 0.6, 0.75),
+                 P.box(x0, x1 - cab_len, -w / 2, -w / 2 + 0.08, 0.75, bed_top),
+                 P.box(x0, x1 - cab_len, w / 2 - 0.08, w / 2, 0.75, bed_top),
+                 P.box(x0, x0 + 0.08, -w / 2, w / 2, 0.75, bed_top)]
+    else:  # dump truck: open-topped bin
+        z = 1.0
+        cargo = [P.box(x0, x1 - cab_len - 0.2, -w / 2, w / 2, z, z + 0.1),
+                 P.box(x0, x1 - cab_len - 0.2, -w / 2, -w / 2 + 0.1, z, h),
+                 P.box(x0, x1 - cab_len - 0.2, w / 2 - 0.1, w / 2, z, h),
+                 P.box(x0, x0 + 0.1, -w / 2, w / 2, z, h),
+                 P.box(x1 - cab_len - 0.3, x1 - cab_len - 0.2, -w / 2, w / 2, z, h)]
+    axles = [x1 - cab_len + r + 0.1, x0 + 0.2 * ln] + ([x0 + 0.2 * ln + 2.3 * r] if ln > 8 else [])
+    return P.combine([cab, chassis, *cargo, *_wheels(ln, w, r, axles, 0.3)])
+
+
+def build_trailer(rng, ln, w, h, variant):
+    r = 0.45
+    x0, x1 = -ln / 2, ln / 2
+    deck = 1.1
+    hitch = P.rod([x1 - 0.6, 0, 0.9], [x1, 0, 0.9], 0.08)
+    legs = [P.rod([x1 - 1.5, s * 0.35 * w, 0.0], [x1 - 1.5, s * 0.35 * w, deck], 0.06) for s in (-1, 1)]
+    if variant == 'box trailer':
+        body = [P.box(x0, x1 - 0.6, -w / 2, w / 2, deck, h)]
+    elif variant == 'tank trailer':
+        rad = min(w / 2, (h - deck) / 2)
+        t = trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0])
+        t[:3, 3] = [(x0 + x1 - 0.6) / 2, 0, h - rad]
+        body = [trimesh.creation.cylinder(radius=rad, height=ln - 0.6, sections=16, transform=t),
+                P.box(x0, x1 - 0.6, -0.3 * w, 0.3 * w, deck - 0.2, h - 2 * rad + 0.05)]
+    else:  # flatbed with cargo
+        body = [P.box(x0, x1 - 0.6, -w / 2, w / 2, deck, deck + 0.25)]
+        x = x0 + 0.3
+        while x < x1 - 1.8:
+            cl = float(rng.uniform(1.2, 3.5))
+            ch = float(rng.uniform(0.6, 1.0)) * (h - deck - 0.25)
+            body.append(P.box(x, min(x + cl, x1 - 0.8), -0.45 * w, 0.45 * w, deck + 0.25, deck + 0.25 + ch))
+            x += cl + float(rng.uniform(0.1, 1.0))
+        body.append(P.box(x0, x0 + 0.1, -w / 2, w / 2, deck, h))  # headboard keeps the box tight
+    axles = [x0 + 1.0 + i * 1.3 for i in range(2 if ln < 10 else 3)]
+    return P.combine([*body, hitch, *legs, *_wheels(ln, w, r, axles, 0.3)])
+
+
+def build_bus(rng, ln, w, h, variant):
+    r = 0.5
+    x0, x1 = -ln / 2, ln / 2
+    parts = [P.taper(x0, x1, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, x1 - 0.25),
+                     top_y=(-w / 2 + 0.15, w / 2 - 0.15))]
+    if variant == 'articulated bus':
+        mid = x0 + 0.4 * ln
+        parts = [P.taper(mid + 0.4, x1, -w / 2, w / 2, 0.3, h, top_x=(mid + 0.4, x1 - 0.25)),
+                 P.taper(x0, mid - 0.4, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, mid - 0.4)),
+                 P.box(mid - 0.4, mid + 0.4, -0.4 * w, 0.4 * w, 0.5, h - 0.2)]
+    axles = [x1 - 2.5, x0 + 2.8] + ([x0 + 0.4 * ln + 2.0] if variant == 'articulated bus' else [])
+    return P.combine([*parts, *_wheels(ln, w, r, axles, 0.3)])
+
+
+def build_construction(rng, ln, w, h, variant):
+    x0, x1 = -ln / 2, ln / 2
+    if variant == 'excavator':
+        track_h = 0.9
+        parts = [P.box(x0, x0 + 0.6 * ln, -w / 2, -w / 2 + 0.6, 0, track_h),
+                 P.box(x0, x0 + 0.6 * ln, w / 2 - 0.6, w / 2, 0, track_h)]
+        hx1 = x0 + 0.55 * ln
+        parts.append(P.box(x0, hx1, -0.45 * w, 0.45 * w, track_h, min(h, 2.3)))
+        parts.append(P.box(hx1 - 1.2, hx1, -0.45 * w, -0.05 * w, min(h, 2.3), min(h, 3.0)))
+        peak = [hx1 + 0.25 * ln, 0.0, h - 0.1]
+        parts.append(P.rod([hx1, 0.1 * w, 1.6], peak, 0.2))
+        parts.append(P.rod(peak, [x1 - 0.3, 0, 0.7], 0.15))
+        parts.append(P.taper(x1 - 0.8, x1, -0.4, 0.4, 0.0, 0.8, top_x=(x1 - 0.6, x1)))
+    elif variant == 'wheel loader':
+        r = float(np.clip(0.2 * h, 0.55, 0.8))
+        parts = _wheels(ln, w, r, [x0 + 0.25 * ln, x0 + 0.6 * ln], 0.45)
+        parts.append(P.box(x0, x0 + 0.75 * ln, -0.4 * w, 0.4 * w, 0.5, 0.55 * h))
+        parts.append(P.box(x0 + 0.35 * ln, x0 + 0.6 * ln, -0.35 * w, 0.35 * w, 0.55 * h, h))
+        parts.append(P.taper(x1 - 0.9, x1, -w / 2, w / 2, 0.05, 1.0, top_x=(x1 - 0.9, x1 - 0.5)))
+        parts.append(P.rod([x0 + 0.7 * ln, 0, 1.2], [x1 - 0.8, 0, 0.7], 0.15))
+    else:  # road roller
+        r = float(np.clip(0.35 * h, 0.6, 0.8))
+        parts = [P.wheel([x1 - r, 0, r], r, w), *_wheels(ln, w, 0.7, [x0 + 0.8], 0.5)]
+        parts.append(P.box(x0, x1 - 2 * r - 0.1, -0.4 * w, 0.4 * w, 0.6, 0.55 * h))
+        parts.append(P.box(x0 + 0.3, x1 - 2 * r - 0.3, -0.35 * w, 0.35 * w, 0.55 * h, h))
+    return P.combine(parts)
+
+
+def _rider(x_seat: float, z_seat: float, x_hands: float, z_hands: float, h: float, feet_x: float):
+    """A seated person for two-wheelers (boxes of cycles with riders include the rider in nuScenes)."""
+    torso_top = z_seat + 0.55 * (h - z_seat)
+    return [P.ellipsoid([x_seat + 0.1, 0, (z_seat + torso_top) / 2], [0.14, 0.18, (torso_top - z_seat) / 2]),
+            P.ellipsoid([x_seat + 0.16, 0, h - 0.11], [0.1, 0.09, 0.11]),
+            P.rod([x_seat, -0.1, z_seat], [feet_x, -0.13, 0.3], 0.06),
+            P.rod([x_seat, 0.1, z_seat], [feet_x, 0.13, 0.3], 0.06),
+            P.rod([x_seat + 0.15, -0.17, torso_top - 0.05], [x_hands, -0.2, z_hands], 0.04),
+            P.rod([x_seat + 0.15, 0.17, torso_top - 0.05], [x_hands, 0.2, z_hands], 0.04)]
+
+
+def build_bicycle(rng, ln, w, h, variant):
+    r = float(np.clip(0.2 * ln, 0.28, 0.36))
+    x0, x1 = -ln / 2 + r, ln / 2 - r
+    seat_z, bar_z = min(0.95, 0.75 * h if variant == 'bicycle' else 0.95), min(1.05, h)
+    crank = [0.0, 0, r]
+    parts = [P.ring([x0, 0, r], r - 0.02, 0.025), P.ring([x1, 0, r], r - 0.02, 0.025),
+             P.rod([x0, 0, r], crank, 0.02), P.rod(crank, [-0.1, 0, seat_z], 0.02),
+             P.rod([-0.1, 0, seat_z - 0.05], [x1 - 0.1, 0, bar_z - 0.1], 0.02),
+             P.rod([x1, 0, r], [x1 - 0.12, 0, bar_z], 0.02),
+             P.rod([x1 - 0.12, -w / 2 + 0.03, bar_z], [x1 - 0.12, w / 2 - 0.03, bar_z], 0.02),
+             P.box(-0.2, 0.0, -0.08, 0.08, seat_z, seat_z + 0.05)]
+    if variant == 'bicycle with rider':
+        parts += _rider(-0.12, seat_z + 0.05, x1 - 0.12, bar_z, h, 0.05)
+    return P.combine(parts)
+
+
+def build_motorcycle(rng, ln, w, h, variant):
+    r = float(np.clip(0.16 * ln, 0.28, 0.36))
+    x0, x1 = -ln / 2 + r, ln / 2 - r
+    parts = [P.ring([x0, 0, r], r - 0.07, 0.08), P.ring([x1, 0, r], r - 0.07, 0.08),
+             P.ellipsoid([0.0, 0, r + 0.2], [0.45 * (x1 - x0) / 2 + 0.2, 0.18, 0.22]),
+             P.ellipsoid([0.15, 0, r + 0.45], [0.25, 0.15, 0.12]),
+             P.box(-0.55, 0.05, -0.14, 0.14, 0.8, 0.85),
+             P.rod([x1, 0, r], [x1 - 0.2, 0, 1.05], 0.04),
+             P.rod([x1 - 0.2, -w / 2 + 0.03, 1.05], [x1 - 0.2, w / 2 - 0.03, 1.05], 0.025)]
+    if variant == 'motorcycle with rider':
+        parts += _rider(-0.3, 0.85, x1 - 0.2, 1.05, h, 0.0)
+    return P.combine(parts)
+
+
+def build_pedestrian(rng, ln, w, h, variant):
+    hip = 0.52 * h
+    shoulder = 0.81 * h
+    stride = 0.0 if variant == 'standing pedestrian' else float(rng.uniform(0.1, 0.35))
+    tw, td = 0.2 * (h / 1.75) + 0.02, 0.12 * (h / 1.75)
+    parts = [P.rod([0, -0.09, hip], [stride, -0.1, 0.05], 0.065),
+             P.rod([0, 0.09, hip], [-stride, 0.1, 0.05], 0.065),
+             P.ellipsoid([0, 0, (hip + shoulder) / 2 + 0.02], [td, tw, (shoulder - hip) / 2 + 0.06]),
+             P.ellipsoid([0.01, 0, h - 0.11], [0.1, 0.085, 0.11]),
+             P.rod([0, -tw - 0.03, shoulder - 0.03], [-0.6 * stride, -tw - 0.06, hip - 0.05], 0.045),
+             P.rod([0, tw + 0.03, shoulder - 0.03], [0.6 * stride, tw + 0.06, hip - 0.05], 0.045)]
+    if variant == 'pedestrian with a backpack':
+        parts.append(P.box(-td - 0.18, -td + 0.02, -0.15, 0.15, hip + 0.1, shoulder))
+    return P.combine(parts)
+
+
+def build_cone(rng, ln, w, h, variant):
+    if variant == 'traffic cone':
+        return P.combine([P.box(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.04),
+                          P.cone([0, 0, 0.04], 0.42 * min(ln, w), h - 0.04)])
+    if variant == 'delineator post':
+        return P.combine([P.cylinder_z([0, 0], 0.45 * min(ln, w), 0, 0.06),
+                          P.cylinder_z([0, 0], 0.12 * min(ln, w) + 0.03, 0.06, h)])
+    return P.cylinder_z([0, 0], 0.48 * min(ln, w), 0, h)  # traffic drum
+
+
+def build_barrier(rng, ln, w, h, variant):
+    # Long side along y: nuScenes barriers are annotated with the heading across the barrier.
+    if variant == 'concrete jersey barrier':
+        return P.combine([P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.3 * h, top_x=(-0.3 * ln, 0.3 * ln)),
+                          P.taper(-0.3 * ln, 0.3 * ln, -w / 2, w / 2, 0.3 * h, h,
+                                  top_x=(-0.15 * ln, 0.15 * ln))])
+    if variant == 'plastic water-filled barrier':
+        return P.combine([P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.55 * h, top_x=(-0.3 * ln, 0.3 * ln)),
+                          P.taper(-0.3 * ln, 0.3 * ln, -w / 2 + 0.1, w / 2 - 0.1, 0.55 * h, h,
+                                  top_x=(-0.2 * ln, 0.2 * ln))])
+    # metal crowd-control fence: two posts with feet, rails, vertical bars
+    parts = [P.box(-ln / 2, ln / 2, s * w / 2 - 0.06, s * w / 2 + 0.06, 0, 0.06) for s in (-1, 1)]
+    parts += [P.rod([0, s * (w / 2 - 0.04), 0.05], [0, s * (w / 2 - 0.04), h], 0.025) for s in (-1, 1)]
+    parts += [P.rod([0, -w / 2, z], [0, w / 2, z], 0.02) for z in (0.2 * h, h - 0.03)]
+    parts += [P.rod([0, y, 0.2 * h], [0, y, h - 0.03], 0.01)
+              for y in np.linspace(-w / 2 + 0.15, w / 2 - 0.15, 9)]
+    return P.combine(parts)
+
+
+def build_kick_scooter(rng, ln, w, h, variant):
+    r = 0.1
+    parts = [P.box(-0.38 * ln, 0.3 * ln, -0.08, 0.08, 0.08, 0.13),
+             P.ring([-ln / 2 + r, 0, r], r - 0.02, 0.025), P.ring([ln / 2 - r, 0, r], r - 0.02, 0.025),
+             P.rod([ln / 2 - r, 0, r], [ln / 2 - r - 0.08, 0, h], 0.02),
+             P.rod([ln / 2 - r - 0.08, -w / 2, h - 0.02], [ln / 2 - r - 0.08, w / 2, h - 0.02], 0.02)]
+    if variant == 'electric kick scooter':
+        parts.append(P.box(0.2 * ln, 0.3 * ln, -0.06, 0.06, 0.13, 0.45))
+    return P.combine(parts)
+
+
+def build_stroller(rng, ln, w, h, variant):
+    r = 0.1
+    parts = [P.wheel([x, s * (w / 2 - 0.03), r], r, 0.05)
+             for x in (-ln / 2 + 0.15, ln / 2 - r) for s in (-1, 1)]
+    parts.append(P.box(-0.3 * ln, 0.4 * ln, -w / 2 + 0.06, w / 2 - 0.06, 0.35, 0.65))
+    parts.append(P.ellipsoid([-0.05 * ln, 0, 0.72], [0.3 * ln, w / 2 - 0.07, 0.25]))
+    parts += [P.rod([-0.2 * ln, s * (w / 2 - 0.06), 0.4], [-ln / 2, s * (w / 2 - 0.06), h], 0.015)
+              for s in (-1, 1)]
+    parts.append(P.rod([-ln / 2, -w / 2 + 0.06, h - 0.01], [-ln / 2, w / 2 - 0.06, h - 0.01], 0.015))
+    return P.combine(parts)
+
+
+def build_dog(rng, ln, w, h, variant):
+    leg = 0.5 * h
+    bl = 0.6 * ln
+    parts = [P.ellipsoid([0, 0, leg + 0.2 * h], [bl / 2, w / 2 - 0.02, 0.2 * h]),
+             P.ellipsoid([ln / 2 - 0.12 * ln, 0, h - 0.12 * h], [0.12 * ln, 0.6 * w / 2, 0.12 * h]),
+             P.rod([bl / 2 - 0.05, 0, leg + 0.25 * h], [ln / 2 - 0.15 * ln, 0, h - 0.2 * h], 0.04),
+             P.rod([-bl / 2, 0, leg + 0.25 * h], [-ln / 2, 0, leg + 0.4 * h], 0.02)]
+    for x in (-bl / 2 + 0.06, bl / 2 - 0.06):
+        for s in (-1, 1):
+            parts.append(P.rod([x, s * 0.3 * w, leg + 0.1 * h], [x + 0.03, s * 0.3 * w, 0.02], 0.03))
+    return P.combine(parts)
+
+
+def build_bench(rng, ln, w, h, variant):
+    seat = 0.45
+    parts = [P.box(-ln / 2, ln / 2, -w / 2, w / 2 - 0.05 * (variant == 'park bench'), seat - 0.05, seat)]
+    parts += [P.box(x - 0.04, x + 0.04, -w / 2 + 0.05, w / 2 - 0.05, 0, seat - 0.05)
+              for x in (-ln / 2 + 0.15, ln / 2 - 0.15)]
+    if variant == 'park bench':
+        parts.append(P.box(-ln / 2, ln / 2, -w / 2, -w / 2 + 0.05, seat, h))
+    return P.combine(parts)
+
+
+def build_sign(rng, ln, w, h, variant):
+    plate = float(np.clip(w, 0.4, 1.0))
+    top = h
+    pole = [P.cylinder_z([-ln / 2 + 0.05, 0], 0.04, 0, top - 0.2)]
+    if variant == 'round traffic sign':
+        t = trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0])
+        t[:3, 3] = [ln / 2 - 0.02, 0, top - plate / 2]
+        face = trimesh.creation.cylinder(radius=plate / 2, height=0.03, sections=20, transform=t)
+    elif variant == 'triangular warning sign':
+        face = P.hexahedron([[ln / 2 - 0.04, -plate / 2, top - plate], [ln / 2, -plate / 2, top - plate],
+                             [ln / 2, plate / 2, top - plate], [ln / 2 - 0.04, plate / 2, top - plate],
+                             [ln / 2 - 0.04, 0, top], [ln / 2, 0, top], [ln / 2, 0, top],
+                             [ln / 2 - 0.04, 0, top]])
+    else:
+        face = P.box(ln / 2 - 0.04, ln / 2, -plate / 2, plate / 2, top - 0.8 * plate, top)
+    return P.combine([*pole, face])
+
+
+def build_bin(rng, ln, w, h, variant):
+    if variant == 'round trash can':
+        return P.combine([P.cylinder_z([0, 0], min(ln, w) / 2, 0, h - 0.05),
+                          P.cylinder_z([0, 0], min(ln, w) / 2 - 0.03, h - 0.05, h)])
+    parts = [P.taper(-ln / 2 + 0.05, ln / 2, -w / 2 + 0.03, w / 2 - 0.03, 0.08, h - 0.06,
+                     top_x=(-ln / 2, ln / 2), top_y=(-w / 2, w / 2)),
+             P.box(-ln / 2, ln / 2, -w / 2, w / 2, h - 0.06, h)]
+    parts += [P.wheel([-ln / 2 + 0.1, s * (w / 2 - 0.08), 0.08], 0.08, 0.06) for s in (-1, 1)]
+    return P.combine(parts)
+
+
+def _v(*names_weights):
+    return tuple(Variant(n, w) if not isinstance(n, Variant) else n for n, w in names_weights)
+
+
+# Size statistics: nuScenes means (l, w, h) as used by common detectors' anchors, spreads from the
+# class's variety; non-nuScenes classes from typical real-world dimensions.
+CLASSES: tuple[ClassSpec, ...] = (
+    ClassSpec('car', 'car', (4.63, 1.97, 1.74), (0.45, 0.15, 0.22),
+              _v(('sedan', 3), ('hatchback', 2), ('SUV', 2), ('van', 1)), build_car),
+    ClassSpec('truck', 'truck', (6.94, 2.52, 2.85), (1.8, 0.3, 0.5),
+              (Variant('box truck', 2), Variant('pickup truck', 1.5, (5.5, 2.05, 1.9), (0.4, 0.12, 0.12)),
+               Variant('dump truck', 1)), build_truck),
+    ClassSpec('trailer', 'trailer', (12.3, 2.9, 3.87), (2.5, 0.2, 0.5),
+              _v(('box trailer', 2), ('flatbed trailer', 1), ('tank trailer', 1)), build_trailer),
+    ClassSpec('bus', 'bus', (11.1, 2.95, 3.47), (1.4, 0.12, 0.3),
+              (Variant('city bus', 3), Variant('coach bus', 1),
+               Variant('articulated bus', 1, (17.5, 2.55, 3.2), (1.0, 0.1, 0.2))), build_bus),
+    ClassSpec('construction vehicle', 'construction_vehicle', (6.37, 2.85, 3.19), (1.5, 0.4, 0.6),
+              _v(('excavator', 2), ('wheel loader', 1.5), ('road roller', 1)), build_construction),
+    ClassSpec('bicycle', 'bicycle', (1.7, 0.6, 1.1), (0.12, 0.08, 0.08),
+              (Variant('bicycle', 1.5),
+               Variant('bicycle with rider', 1, (1.75, 0.7, 1.72), (0.12, 0.08, 0.1))),
+              build_bicycle, tight=False),
+    ClassSpec('motorcycle', 'motorcycle', (2.11, 0.77, 1.3), (0.2, 0.1, 0.1),
+              (Variant('motorcycle', 1.5),
+               Variant('motorcycle with rider', 1, (2.15, 0.85, 1.62), (0.2, 0.1, 0.1))),
+              build_motorcycle, tight=False),
+    ClassSpec('pedestrian', 'pedestrian', (0.73, 0.67, 1.77), (0.12, 0.1, 0.12),
+              (Variant('walking pedestrian', 3), Variant('standing pedestrian', 1),
+               Variant('pedestrian with a backpack', 1),
+               Variant('child', 0.5, (0.55, 0.5, 1.25), (0.08, 0.08, 0.12))),
+              build_pedestrian, tight=False),
+    ClassSpec('traffic cone', 'traffic_cone', (0.41, 0.41, 0.85), (0.07, 0.07, 0.15),
+              _v(('traffic cone', 4), ('delineator post', 1), ('traffic drum', 1)), build_cone),
+    ClassSpec('barrier', 'barrier', (0.62, 2.1, 1.02), (0.12, 0.45, 0.12),
+              _v(('concrete jersey barrier', 2), ('plastic water-filled barrier', 2),
+                 ('metal fence barrier', 1)), build_barrier),
+    ClassSpec('kick scooter', '', (1.1, 0.45, 1.12), (0.1, 0.06, 0.08),
+              _v(('kick scooter', 1), ('electric kick scooter', 1)), build_kick_scooter, tight=False),
+    ClassSpec('stroller', '', (0.95, 0.6, 1.05), (0.1, 0.05, 0.08), _v(('baby stroller', 1)), build_stroller),
+    ClassSpec('dog', '', (0.85, 0.3, 0.62), (0.18, 0.05, 0.12), _v(('dog', 1)), build_dog, tight=False),
+    ClassSpec('bench', '', (1.8, 0.6, 0.85), (0.3, 0.08, 0.08),
+              (Variant('park bench', 2), Variant('backless bench', 1, (1.8, 0.5, 0.47), (0.3, 0.08, 0.04))),
+              build_bench),
+    ClassSpec('traffic sign', '', (0.12, 0.7, 2.5), (0.03, 0.15, 0.3),
+              _v(('rectangular traffic sign', 1), ('round traffic sign', 1), ('triangular warning sign', 1)),
+              build_sign),
+    ClassSpec('trash can', '', (0.65, 0.6, 1.0), (0.1, 0.08, 0.1),
+              _v(('wheelie bin', 1), ('round trash can', 1)), build_bin),
+)
+
+NUSCENES_CLASSES = tuple(c.name for c in CLASSES if c.coarse)
+
+
+def class_names() -> tuple[str, ...]:
+    return tuple(c.name for c in CLASSES)
+
+
+def get_class(name: str) -> ClassSpec:
+    for c in CLASSES:
+        if name in (c.name, c.coarse):
+            return c
+    raise KeyError(f'unknown class {name!r}; known: {", ".join(class_names())}')
+
+
+def draw_size(spec: ClassSpec, variant: Variant, rng: np.random.Generator) -> np.ndarray:
+    mean = np.asarray(variant.size_mean or spec.size_mean)
+    std = np.asarray(variant.size_std or spec.size_std)
+    size = mean + std * np.clip(rng.standard_normal(3), -2.0, 2.0)
+    return np.maximum(size, 0.3 * mean)
+
+
+def fit_to_box(mesh: trimesh.Trimesh, size_lwh: np.ndarray, tight: bool) -> trimesh.Trimesh:
+    """Put the mesh into its box (centred, standing on the bottom face).
+
+    Tight classes are scaled to the box exactly; loose ones (people, cycles) are only shrunk where a
+    builder overshoots, since nuScenes boxes around people are wider than the body.
+    """
+    lo, hi = mesh.bounds
+    extent = np.maximum(hi - lo, 1e-6)
+    scale = size_lwh / extent if tight else np.minimum(1.0, size_lwh / extent)
+    scale[2] = size_lwh[2] / extent[2]
+    mesh = mesh.copy()
+    centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    mesh.vertices = (mesh.vertices - centre) * scale - np.array([0, 0, size_lwh[2] / 2])
+    return mesh
+
+
+def make_object(spec: ClassSpec | str, rng: np.random.Generator) -> GeneratedObject:
+    """Draw a variant and a size, build the mesh in the box frame."""
+    spec = get_class(spec) if isinstance(spec, str) else spec
+    weights = np.array([v.weight for v in spec.variants], dtype=np.float64)
+    variant = spec.variants[int(rng.choice(len(weights), p=weights / weights.sum()))]
+    size = draw_size(spec, variant, rng)
+    mesh = fit_to_box(spec.builder(rng, *map(float, size), variant.name), size, spec.tight)
+    return GeneratedObject(spec, variant.name, size, mesh)
+
+
+def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n area-weighted uniform samples on the surface (the dense 'synthetic CAD' domain), float32 (n, 3)."""
+    tris = mesh.triangles
+    area = np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1) / 2
+    face = rng.choice(len(tris), size=n, p=area / area.sum())
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tris[face]
+    pts = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return pts.astype(np.float32)
