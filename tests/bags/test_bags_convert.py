@@ -185,7 +185,7 @@ def test_detections_results_file(dataroot, tmp_path):
         assert [b.detector_score for b in boxes.boxes] == pytest.approx(scores)
         gt_by_id = {o.id: o for o in gt.objects}
         for b, (i, _) in zip(boxes.boxes, kept):
-            ref = gt_by_id[results[token][i]['sample_token'] and nusc.get('sample', token)['anns'][i]]
+            ref = gt_by_id[nusc.get('sample', token)['anns'][i]]
             assert b.pose.position.x == pytest.approx(ref.pose.position.x, abs=1e-6)
             assert b.pose.position.y == pytest.approx(ref.pose.position.y, abs=1e-6)
 

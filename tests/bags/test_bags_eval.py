@@ -1,0 +1,160 @@
+"""blendclip-eval on a labelled bag: numbers equal an independent recomputation, files are written.
+
+The predictions here are constructed (known right and wrong answers, labels outside the protocol,
+missing predictions, few points), so every filter and metric is exercised without a model; the
+end-to-end run on a model-labelled bag is in test_bags_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from blendclip_core.evaluation import protocol as proto
+from blendclip_core.vocabulary import DRIVING, NUSCENES_10_NAMES, TRUCKSCENES_12_NAMES
+from blendclip_ros.bag import nuscenes2bag
+from blendclip_ros.bag import typestore as tsm
+from blendclip_ros.bag.writer import BagWriter
+from training import evaluate
+
+DEVKIT_CONFIGS = {
+    'nuscenes': 'nuscenes/eval/detection/configs/detection_cvpr_2019.json',
+    'truckscenes': 'truckscenes/eval/detection/configs/detection_cvpr_2024.json',
+}
+
+
+@pytest.mark.parametrize('name', sorted(DEVKIT_CONFIGS))
+def test_protocol_ranges_are_the_devkits(name):
+    import importlib
+    pkg = importlib.import_module(DEVKIT_CONFIGS[name].split('/')[0])
+    cfg = json.loads((Path(pkg.__file__).parent / Path(*DEVKIT_CONFIGS[name].split('/')[1:])).read_text())
+    p = proto.get_protocol(name)
+    assert p.ranges_m == {k: float(v) for k, v in cfg['class_range'].items()}
+    names = NUSCENES_10_NAMES if name == 'nuscenes' else TRUCKSCENES_12_NAMES
+    assert len(p.class_names) == len(names) == (10 if name == 'nuscenes' else 12)
+
+
+def test_protocol_names_and_ranges():
+    p = proto.NUSCENES
+    assert p.templates == ('point cloud of a {}.',)
+    for label in ('construction_vehicle', 'Construction Vehicle', 'construction-vehicle '):
+        assert p.class_names[p.class_index(label)] == 'construction vehicle'
+    assert p.class_index('kick scooter') == p.class_index('') == -1
+    idx = p.class_indices(['car', 'pedestrian', 'traffic cone', 'car', 'dog'])
+    mask = p.in_range(idx, np.array([50.0, 40.5, 29.9, 50.1, 1.0]))
+    assert mask.tolist() == [True, False, True, False, False]
+    with pytest.raises(ValueError):
+        proto.get_protocol('kitti')
+
+
+def make_labelled_bag(src: Path, out: Path, seed: int = 0) -> dict:
+    """Copy `src` and add /blendclip/objects with constructed predictions; returns them by box id."""
+    rng = np.random.default_rng(seed)
+    store = tsm.make_typestore()
+    obj_t, hyp_t = store.types['blendclip/msg/LabelledObject'], store.types['blendclip/msg/LabelHypothesis']
+    truth = {}
+    with AnyReader([src]) as reader, BagWriter(out, store) as bag:
+        for conn, t, raw in reader.messages():
+            bag.write_raw(conn.topic, conn.msgtype, t, raw)
+            if conn.topic != '/ground_truth/categories':
+                continue
+            gt = reader.deserialize(raw, conn.msgtype)
+            objects = []
+            for o in gt.objects:
+                if rng.uniform() < 0.1:
+                    continue  # no prediction for this box: must count as a miss
+                truth_name = proto.normalise_label(o.label)
+                others = [lab for lab in DRIVING if proto.normalise_label(lab) != truth_name]
+                ranked = list(rng.permutation(others)[:5])
+                rank = int(rng.integers(0, 7))
+                if o.label and rank < 5:
+                    ranked.insert(rank, NUSCENES_10_NAMES[o.label])
+                ranked = ranked[:5]
+                n_points = int(rng.integers(0, 60))
+                truth[o.id] = (ranked, n_points)
+                objects.append(obj_t(id=o.id, pose=o.pose, size=o.size, label=ranked[0], score=0.5,
+                                     top_k=[hyp_t(label=lab, score=0.1) for lab in ranked],
+                                     num_points=n_points, status=0, detector_label='',
+                                     detector_score=float('nan')))
+            arr = store.types[tsm.LABELLED_OBJECT_ARRAY](header=gt.header, objects=objects,
+                                                         vocabulary_version='v', model='constructed')
+            bag.write('/blendclip/objects', t, arr)
+    return truth
+
+
+def expected(sample_dir: Path, truth: dict, min_points: int) -> dict:
+    """Straight loops over the source JSON: class, ego distance via lidar2ego, devkit ranges."""
+    ann = json.loads((sample_dir / 'annotations_lidar.json').read_text())
+    lidar2ego = np.array(ann['lidar2ego'])
+    ranges = json.loads((Path(__import__('nuscenes').__file__).parent
+                         / 'eval/detection/configs/detection_cvpr_2019.json').read_text())['class_range']
+    rows = []
+    for o in ann['objects']:
+        cls = o['label']
+        if cls not in ranges:
+            continue
+        c = lidar2ego[:3, :3] @ np.array(o['center_xyz']) + lidar2ego[:3, 3]
+        if np.hypot(c[0], c[1]) > ranges[cls]:
+            continue
+        pred = truth.get(str(o['index']))
+        n = pred[1] if pred else o['num_lidar_pts']
+        if n < min_points:
+            continue
+        ranked = [lab.replace(' ', '_') for lab in (pred[0] if pred else [])]
+        rows.append((cls, ranked[:1] == [cls], cls in ranked[:5]))
+    per_class = {}
+    for cls, top1, _ in rows:
+        per_class.setdefault(cls, []).append(top1)
+    return {'n': len(rows), 'top1': np.mean([r[1] for r in rows]), 'top5': np.mean([r[2] for r in rows]),
+            'mean_class_top1': np.mean([np.mean(v) for v in per_class.values()]),
+            'per_class_n': {k: len(v) for k, v in per_class.items()}}
+
+
+@pytest.mark.parametrize('min_points', [1, 20])
+def test_eval_labelled_bag_equals_recomputation(sample_dir, tmp_path, min_points):
+    src = tmp_path / 'in'
+    assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
+    labelled = tmp_path / 'labelled'
+    truth = make_labelled_bag(src, labelled, seed=min_points)
+    out = tmp_path / 'eval'
+    assert evaluate.main(['--bag', str(labelled), '--out', str(out), '--min-points', str(min_points)]) == 0
+    summary = json.loads((out / 'metrics.json').read_text())
+    want = expected(sample_dir, truth, min_points)
+    assert summary['counts']['evaluated'] == want['n'] > 0
+    assert summary['top1'] == pytest.approx(want['top1'])
+    assert summary['top5'] == pytest.approx(want['top5'])
+    assert summary['mean_class_top1'] == pytest.approx(want['mean_class_top1'])
+    per_class = summary['result']['per_class']
+    assert {NUSCENES_10_NAMES[k]: v for k, v in want['per_class_n'].items()} == {
+        k: v['n'] for k, v in per_class.items() if v['n']}
+    assert np.sum(summary['result']['confusion']) <= want['n']
+    assert summary['counts']['outside_classes'] == 1  # the one 'ignored_other_category' box
+    assert summary['filters']['distance'].endswith('base_link')
+    for name in ('confusion.png', 'bev.png'):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert '| **overall** |' in (out / 'per_class.md').read_text()
+    # The function the demo calls gives the same numbers as the CLI's file.
+    again = evaluate.evaluate_labelled_bag(labelled, min_points=min_points)
+    assert again['top1'] == summary['top1'] and again['counts'] == summary['counts']
+
+
+def test_eval_closed_set_ranks_only_protocol_classes(sample_dir, tmp_path):
+    src = tmp_path / 'in'
+    assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
+    labelled = tmp_path / 'labelled'
+    make_labelled_bag(src, labelled, seed=5)
+    open_set = evaluate.evaluate_labelled_bag(labelled)
+    closed = evaluate.evaluate_labelled_bag(labelled, closed_set=True)
+    # Dropping non-class labels can only move true classes up the ranking.
+    assert closed['top1'] >= open_set['top1'] and closed['top5'] >= open_set['top5']
+    assert closed['counts']['evaluated'] == open_set['counts']['evaluated']
+
+
+def test_eval_errors(tmp_path, sample_dir):
+    src = tmp_path / 'in'
+    assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
+    assert evaluate.main(['--bag', str(src), '--out', str(tmp_path / 'e')]) == 2  # not labelled
