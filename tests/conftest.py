@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
@@ -17,6 +18,11 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(REPO / 'config' / 'fastdds_large_data.xml')
 # A distinct domain per run, so parallel or leftover runs on one machine never cross-talk.
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+
+# No timing in tests (a loaded 2-core machine would trip hypothesis' deadline), and no example database
+# written into the working tree.
+settings.register_profile('blendclip', deadline=None, database=None)
+settings.load_profile('blendclip')
 
 
 @pytest.fixture(scope='session')

@@ -156,7 +156,17 @@ def cloud_to_array(msg: Any, organized: bool = False) -> np.ndarray:
         raise CloudSizeError(f'data has {data.size} bytes, row_step {row_step} * height {height} '
                              f'= {row_step * height}')
     grid = np.ndarray((height, width), dtype=dtype, buffer=data, strides=(row_step, point_step))
-    return grid if organized else grid.reshape(-1)
+    if organized or row_step == width * point_step:
+        return grid if organized else grid.reshape(-1)
+    return np.frombuffer(_packed_bytes(grid), dtype=dtype)
+
+
+def _packed_bytes(arr: np.ndarray) -> bytes:
+    """The points' bytes back to back, padding included (a plain copy of a strided structured
+    array would leave its padding bytes uninitialised)."""
+    if arr.flags.c_contiguous:
+        return arr.tobytes()
+    return np.ascontiguousarray(arr[..., None].view(np.uint8)).tobytes()
 
 
 def cloud_to_xyz(msg: Any, extra_fields: Iterable[str] = ()) -> CloudXYZ:
@@ -201,7 +211,6 @@ def array_to_cloud(arr: np.ndarray, frame_id: str = '', stamp: Any = None, heade
     if arr.ndim not in (1, 2):
         raise ValueError(f'need a 1-D or (height, width) array, got shape {arr.shape}')
     specs, is_bigendian = fields_from_dtype(arr.dtype)
-    arr = np.ascontiguousarray(arr)
     height, width = (1, arr.shape[0]) if arr.ndim == 1 else arr.shape
     msg = PointCloud2()
     if header is not None:
@@ -217,7 +226,7 @@ def array_to_cloud(arr: np.ndarray, frame_id: str = '', stamp: Any = None, heade
     msg.point_step = arr.dtype.itemsize
     msg.row_step = arr.dtype.itemsize * int(width)
     # array.array, not bytes: rclpy checks a bytes value element by element (~113 ms for 35k points).
-    msg.data = array.array('B', arr.tobytes())
+    msg.data = array.array('B', _packed_bytes(arr))
     msg.is_dense = _is_dense(arr)
     return msg
 
