@@ -1,0 +1,205 @@
+"""Encoder checkpoints: our format (weights + model card) and foreign PointBERT layouts.
+
+Our file is a plain torch.save of {'format', 'state_dict', 'card' (JSON text), 'extra'}: tensors,
+strings and numbers only, so `torch.load(..., weights_only=True)` reads it and nothing in it can run
+code. ULIP-2 / BlendCLIP checkpoints (a fork of salesforce/ULIP) are read through the pure key filter
+`remap_ulip_state_dict` (timm's checkpoint_filter_fn pattern).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blendclip_core.encoder import EncoderConfig, PointEncoder, create_model, get_config
+
+log = logging.getLogger(__name__)
+
+FORMAT = 'blendclip-encoder/1'
+DEFAULT_NAME = 'blendclip-default.pt'
+ENV_MODEL = 'BLENDCLIP_MODEL'
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint is: enough to use it correctly and to know what to expect from it."""
+
+    name: str
+    architecture: dict[str, Any] = field(default_factory=dict)  # EncoderConfig.to_dict()
+    embed_dim: int = 512
+    text_space: str = ''  # e.g. 'openclip:ViT-B-16:datacomp_xl_s13b_b90k' or 'minilm:all-MiniLM-L6-v2'
+    prompt_templates: list[str] = field(default_factory=lambda: ['point cloud of a {}.'])
+    input_channels: int = 3
+    max_points: int = 8192
+    training_data: dict[str, Any] = field(default_factory=dict)  # free form: sets, ratios, epochs
+    classes_seen: list[str] = field(default_factory=list)  # classes present in the real training data
+    metrics: dict[str, float] = field(default_factory=dict)
+    logit_scale: float = 1.0 / 0.07
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    notes: str = ''
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - known)
+        if extra:
+            log.warning('model card: ignoring unknown fields %s', extra)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def save_checkpoint(path: str | Path, model: PointEncoder, card: ModelCard,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write atomically (temporary file + rename): a crash never leaves a half-written checkpoint.
+    The card's architecture, embed_dim, input_channels and max_points are taken from the model."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.architecture = model.config.to_dict()
+    card.embed_dim = model.embed_dim
+    card.input_channels = model.in_channels
+    card.max_points = model.config.max_points
+    payload = {'format': FORMAT, 'state_dict': {k: v.detach().cpu().contiguous()
+                                                for k, v in model.state_dict().items()},
+               'card': card.to_json(), 'extra': extra or {}}
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
+    """The raw payload, loaded safely (argparse.Namespace, which ULIP files carry, is allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.suffix == '.safetensors':
+        from safetensors.torch import load_file
+        return {'state_dict': load_file(str(path), device=str(map_location))}
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # pickle errors come in many types
+            raise ValueError(f'{path}: not a loadable checkpoint with safe loading ({e})') from e
+    if not isinstance(payload, dict):
+        raise ValueError(f'{path}: expected a dict checkpoint, got {type(payload).__name__}')
+    return payload
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu',
+                    **overrides: Any) -> tuple[PointEncoder, ModelCard]:
+    """Our checkpoint or a ULIP-2/BlendCLIP one -> (model in eval mode, card).
+
+    overrides change config fields that do not touch weight shapes (e.g. max_points, drop_path);
+    for a foreign checkpoint they also pick the architecture (config='pointbert-s' by default).
+    """
+    payload = read_checkpoint(path, map_location)
+    if payload.get('format') == FORMAT:
+        card = ModelCard.from_dict(json.loads(payload['card']))
+        config = EncoderConfig.from_dict(card.architecture, **overrides)
+        state = payload['state_dict']
+    else:
+        state = payload.get('state_dict', payload.get('model', payload))
+        unknown: list[str] = []
+        state = remap_ulip_state_dict(state, unknown)
+        if 'proj.weight' not in state:
+            raise ValueError(f'{path}: no point encoder weights found (keys like {list(payload)[:5]})')
+        base = overrides.pop('config', 'pointbert-s')
+        config = get_config(base, embed_dim=int(state['proj.weight'].shape[0]), **overrides)
+        card = ModelCard(name=Path(path).stem, notes=f'imported from a ULIP-2/BlendCLIP-style checkpoint; '
+                         f'{len(unknown)} foreign keys ignored; text space unknown: set it')
+        card.architecture, card.embed_dim = config.to_dict(), config.embed_dim
+    model = create_model(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f'{path}: weights do not fit {config.name}: missing {missing[:8]}, '
+                         f'unexpected {unexpected[:8]}')
+    return model.to(map_location).eval(), card
+
+
+# ----------------------------------------------------------------------------------- foreign layouts
+
+_CLIP_PREFIXES = ('open_clip_model.', 'visual.', 'transformer.', 'token_embedding.', 'ln_final.',
+                  'image_projection', 'text_projection', 'positional_embedding', 'logit_scale')
+_RENAMES = [  # (pattern on the key without 'point_encoder.', replacement)
+    (r'^encoder\.(first_conv|second_conv)\.', r'tokenizer.\1.'),
+    (r'^blocks\.blocks\.(\d+)\.', r'blocks.\1.'),
+    (r'^(reduce_dim|pos_embed|norm)\.', r'\1.'),
+    (r'^(cls_token|cls_pos)$', r'\1'),
+]
+
+
+def remap_ulip_state_dict(state: dict[str, torch.Tensor],
+                          unknown: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """ULIP-2 / BlendCLIP PointBERT keys -> PointEncoder keys (pure: returns a new dict).
+
+    Strips 'module.' and 'point_encoder.' prefixes, renames encoder.* -> tokenizer.*,
+    blocks.blocks.N -> blocks.N, squeezes 1x1 Conv1d weights to Linear, and turns the (768, D)
+    `pc_projection` matrix into proj.weight (D, 768). Keys it does not know (CLIP towers, heads) are
+    left out, appended to `unknown` and logged. Already-remapped keys pass through unchanged.
+    """
+    out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for key, value in state.items():
+        k = key
+        while k.startswith('module.'):
+            k = k[len('module.'):]
+        if k == 'pc_projection':
+            out['proj.weight'] = value.t().contiguous()
+            continue
+        if k.startswith('point_encoder.'):
+            k = k[len('point_encoder.'):]
+        new = None
+        for pattern, repl in _RENAMES:
+            if re.match(pattern, k):
+                new = re.sub(pattern, repl, k)
+                break
+        if new is None and re.match(r'^(tokenizer\.|blocks\.\d+\.|proj\.weight$)', k):
+            new = k  # our own layout
+        if new is None:
+            skipped.append(key)
+            continue
+        if value.ndim == 3 and value.shape[-1] == 1 and new.startswith('tokenizer.'):
+            value = value[..., 0]
+        out[new] = value
+    if skipped:
+        clip = sum(s.startswith(_CLIP_PREFIXES) or '.'.join(s.split('.')[1:]).startswith(_CLIP_PREFIXES)
+                   for s in skipped)
+        log.info('remap: left out %d keys (%d of the CLIP towers), e.g. %s', len(skipped), clip, skipped[:5])
+        if unknown is not None:
+            unknown.extend(skipped)
+    return out
+
+
+# ------------------------------------------------------------------------------------ default model
+
+def default_checkpoint_path() -> Path | None:
+    """$BLENDCLIP_MODEL, else the repository's models/default, else an installed share/blendclip copy."""
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        return Path(env).expanduser()
+    rel = Path('models') / 'default' / DEFAULT_NAME
+    candidates = [Path(__file__).resolve().parents[1] / rel]
+    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    candidates += [Path(p) / 'share' / 'blendclip' / rel for p in [*prefixes, sys.prefix]]
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None

@@ -1,0 +1,203 @@
+"""PointEncoder: PointBERT-style encoder from LiDAR object points to the CLIP embedding space.
+
+Pipeline (method.md): FPS centres -> kNN patches of group_size points -> mini-PointNet tokens ->
++ positional MLP of the centres, CLS token -> transformer -> concat(CLS, max-pool of patch tokens)
+-> linear projection to embed_dim. Every object gets k = clamp(floor(2N/32), 1, 512) patches; all
+objects of a call run in one pass on packed tokens, so an object's embedding never depends on the
+other objects in the batch (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from blendclip_core.encoder.config import EncoderConfig
+from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
+from blendclip_core.encoder.packing import Caps, DevicePlan, graph_caps, make_plan
+from blendclip_core.encoder.tokenizer import PatchEmbed
+from blendclip_core.encoder.transformer import Block
+from blendclip_core.types import ObjectBatch
+
+log = logging.getLogger(__name__)
+
+
+class PointEncoder(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.tokenizer = PatchEmbed(c.in_channels, c.tokenizer_hidden, c.tokenizer_local,
+                                    c.tokenizer_hidden2, c.encoder_dim)
+        self.reduce_dim = nn.Linear(c.encoder_dim, c.width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
+        self.cls_pos = nn.Parameter(torch.randn(1, 1, c.width) * 0.02)
+        self.pos_embed = nn.Sequential(nn.Linear(3, c.pos_hidden), nn.GELU(),
+                                       nn.Linear(c.pos_hidden, c.width))
+        rates = np.linspace(0.0, c.drop_path, c.depth) if c.depth > 1 else [c.drop_path]
+        self.blocks = nn.ModuleList(Block(c.width, c.num_heads, c.mlp_ratio, float(r), c.ln_eps)
+                                    for r in rates)
+        self.norm = nn.LayerNorm(c.width, eps=c.ln_eps)
+        self.proj = nn.Linear(2 * c.width, c.embed_dim, bias=False)
+        self.grouping_backend = 'auto'  # 'torch' forces the pure-torch FPS/kNN
+        self.attention_varlen = True  # False forces padded attention on CUDA too
+        self._graphs: dict | None = None
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def in_channels(self) -> int:
+        return self.config.in_channels
+
+    @property
+    def device(self) -> torch.device:
+        return self.proj.weight.device
+
+    # ------------------------------------------------------------------------------------ public API
+
+    def forward(self, points: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """points (B, Nmax, C) padded, lengths (B,) -> (B, embed_dim), not normalised; 0 for empty."""
+        if points.ndim != 3 or points.shape[-1] != self.in_channels:
+            raise ValueError(f'points must be (B, N, {self.in_channels}), got {tuple(points.shape)}')
+        counts = lengths.detach().to('cpu', torch.int64).numpy().clip(0, points.shape[1])
+        mask = torch.arange(points.shape[1], device=points.device)[None, :] < torch.from_numpy(counts).to(
+            points.device)[:, None]
+        return self._encode_packed(points[mask], counts)
+
+    def encode(self, batch: ObjectBatch, device: torch.device | str | None = None) -> torch.Tensor:
+        """Packed objects -> (B, embed_dim) float32 on the model's device; zero rows for empty objects."""
+        if batch.points.shape[1] < self.in_channels:
+            raise ValueError(f'model needs {self.in_channels} channels, batch has {batch.points.shape[1]}')
+        device = torch.device(device) if device is not None else self.device
+        pts = torch.from_numpy(np.ascontiguousarray(batch.points[:, :self.in_channels]))
+        if device.type == 'cuda':
+            pts = pts.pin_memory()
+        return self._encode_packed(pts.to(device, non_blocking=True), batch.counts)
+
+    def enable_cuda_graphs(self, enabled: bool = True) -> None:
+        """Replay captured CUDA graphs in inference (eval, no grad, CUDA): one capture per rounded
+        frame size (see packing.graph_caps), kept until disabled."""
+        self._graphs = {} if enabled else None
+
+    # ------------------------------------------------------------------------------------- internals
+
+    def _encode_packed(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+        counts = np.asarray(counts, dtype=np.int64)
+        out = torch.zeros(len(counts), self.embed_dim, device=points.device)
+        nonempty = np.flatnonzero(counts > 0)
+        if len(nonempty) == 0:
+            return out
+        if len(nonempty) < len(counts):
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in nonempty])
+            points = points[torch.from_numpy(rows).to(points.device)]
+            counts = counts[nonempty]
+        if counts.max() > self.config.max_points:
+            points, counts = self._cap_points(points, counts)
+        emb = self._run(points, counts).float()
+        if len(nonempty) == len(out):
+            return emb
+        out[torch.from_numpy(nonempty).to(out.device)] = emb
+        return out
+
+    def _cap_points(self, points: torch.Tensor, counts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Objects over max_points -> FPS down-sampled to max_points (deterministic)."""
+        cap = self.config.max_points
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        big = np.flatnonzero(counts > cap)
+        rows = [torch.arange(offsets[i], offsets[i + 1]) for i in range(len(counts))]
+        dev = points.device
+        sub_rows = torch.cat([rows[i] for i in big]).to(dev)
+        sub_off = torch.from_numpy(np.concatenate([[0], np.cumsum(counts[big])])).to(dev)
+        k = torch.full((len(big),), cap, dtype=torch.long, device=dev)
+        idx = farthest_point_sample(points[sub_rows], sub_off, k, cap, int(counts[big].max()),
+                                    self.config.fps_start, self.grouping_backend)
+        for j, i in enumerate(big):
+            rows[i] = sub_rows[idx[j]].cpu()
+        keep = torch.cat(rows).to(dev)
+        return points[keep], np.minimum(counts, cap)
+
+    def _run(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+        use_graph = (self._graphs is not None and points.is_cuda and not self.training
+                     and not torch.is_grad_enabled())
+        if not use_graph:
+            plan = make_plan(counts, self.config)
+            return self._forward_plan(points, plan.to_device(points.device))[:plan.n]
+        k = np.clip((self.config.patch_ratio * counts) // self.config.group_size,
+                    self.config.min_patches, self.config.max_patches)
+        caps = graph_caps(counts, k)
+        plan = make_plan(counts, self.config, caps)
+        key = (caps, torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda'), points.device)
+        runner = self._graphs.get(key)
+        if runner is None:
+            runner = self._graphs[key] = _GraphRunner(self, caps, plan, points)
+        return runner(points, plan)[:plan.n]
+
+    def _forward_plan(self, points: torch.Tensor, dp: DevicePlan) -> torch.Tensor:
+        """Everything on the device for one plan: (caps.n, embed_dim)."""
+        c, caps = self.config, dp.caps
+        centres = farthest_point_sample(points, dp.offsets, dp.k, caps.k_max, caps.n_max, c.fps_start,
+                                        self.grouping_backend)
+        groups = knn_group(points, dp.offsets, centres, dp.k, c.group_size, caps.n_max, self.grouping_backend)
+        centre_rows = centres.view(-1)[dp.sel]  # (P,)
+        group_rows = groups.view(-1, c.group_size)[dp.sel]  # (P, G)
+        centre_xyz = points[centre_rows, :3]
+        patches = points[group_rows]  # (P, G, C)
+        rel = patches[..., :3] - centre_xyz[:, None, :]
+        patches = torch.cat([rel, patches[..., 3:]], -1) if c.in_channels > 3 else rel
+        tokens = self.reduce_dim(self.tokenizer(patches))
+        pos = self.pos_embed(centre_xyz)
+        n = caps.n
+        x = torch.cat([self.cls_token[0].to(tokens.dtype).expand(n, -1), tokens])[dp.order]
+        pos = torch.cat([self.cls_pos[0].to(pos.dtype).expand(n, -1), pos])[dp.order]
+        dp.seqs.use_varlen = self.attention_varlen
+        for blk in self.blocks:
+            x = blk(x + pos, dp.seqs)
+        x = self.norm(x)
+        feat = torch.cat([x[dp.cls_rows], x[dp.pool_index].amax(1)], -1)
+        return self.proj(feat)
+
+
+class _GraphRunner:
+    """One captured CUDA graph of _forward_plan for fixed Caps; inputs are copied into its buffers."""
+
+    def __init__(self, model: PointEncoder, caps: Caps, plan, points: torch.Tensor) -> None:
+        dev = points.device
+        self.points = torch.zeros((caps.points, points.shape[1]), dtype=points.dtype, device=dev)
+        self.plan_buf = torch.from_numpy(plan.int_buffer).to(dev)
+        self.model = model
+        self._load(points, plan)
+        dp = DevicePlan.from_buffer(self.plan_buf, plan)
+        stream = torch.cuda.Stream(dev)
+        stream.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # compile Triton kernels, settle the allocator
+                model._forward_plan(self.points, dp)
+        torch.cuda.current_stream(dev).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = model._forward_plan(self.points, dp)
+        log.debug('captured encoder CUDA graph for %s', caps)
+
+    def _load(self, points: torch.Tensor, plan) -> None:
+        self.points[:points.shape[0]].copy_(points, non_blocking=True)
+        self.plan_buf.copy_(torch.from_numpy(plan.int_buffer), non_blocking=True)
+
+    def __call__(self, points: torch.Tensor, plan) -> torch.Tensor:
+        self._load(points, plan)
+        self.graph.replay()
+        return self.out.clone()

@@ -1,0 +1,98 @@
+"""Pre-norm transformer blocks (PointBERT layout) over packed token sequences.
+
+Tokens of all objects are packed into one (T, D) tensor, so linear layers never touch padding.
+Attention is per object: on CUDA in half precision through variable-length flash attention
+(cumulative sequence offsets, no padding); elsewhere the sequences are padded to (n, L) and
+scaled_dot_product_attention gets a key-padding mask, which is exact for every real token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - older torch
+    varlen_attn = None
+
+
+@dataclass
+class Sequences:
+    """Where each object's tokens are in the packed (T, D) tensor."""
+
+    cu: torch.Tensor  # (n + 1,) int32 cumulative sequence starts
+    max_len: int  # an upper bound of the longest sequence
+    pad_index: torch.Tensor  # (n, L) packed row of each padded position (first row where unused)
+    pad_valid: torch.Tensor  # (n, L) bool
+    token_obj: torch.Tensor  # (T,) object of each row (drop-path)
+    use_varlen: bool = True
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seqs: Sequences) -> torch.Tensor:
+    """q, k, v (T, H, d) -> (T, H, d); a token attends to its own object's tokens only."""
+    if (seqs.use_varlen and varlen_attn is not None and q.is_cuda
+            and q.dtype in (torch.float16, torch.bfloat16)):
+        return varlen_attn(q, k, v, seqs.cu, seqs.cu, seqs.max_len, seqs.max_len)
+    valid = seqs.pad_valid
+    qp, kp, vp = (t[seqs.pad_index].transpose(1, 2) for t in (q, k, v))  # (n, H, L, d)
+    o = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=valid[:, None, None, :])
+    o = o.transpose(1, 2)[valid]  # (T_real, H, d) in packed order
+    out = q.new_zeros(q.shape)
+    return out.index_copy_(0, seqs.pad_index[valid], o.to(q.dtype))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per object (all tokens of an object are dropped together)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor, seqs: Sequences) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(seqs.cu.numel() - 1, device=x.device) >= self.p
+        scale = (keep.to(x.dtype) / (1.0 - self.p))[seqs.token_obj]
+        return x * scale[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, seqs: Sequences) -> torch.Tensor:
+        t, d = x.shape
+        q, k, v = self.qkv(x).view(t, 3, self.num_heads, d // self.num_heads).unbind(1)
+        return self.proj(packed_attention(q, k, v, seqs).reshape(t, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, seqs: Sequences) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), seqs), seqs)
+        return x + self.drop_path(self.mlp(self.norm2(x)), seqs)
