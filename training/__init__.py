@@ -1,0 +1,1 @@
+"""Command-line shells (blendclip-mine, -embed, -train, -eval): parse arguments, call blendclip_core."""
