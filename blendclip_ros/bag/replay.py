@@ -47,6 +47,9 @@ class ReplayConfig:
     wait_timeout: float = 60.0  # seconds; then fail (ReplayError)
     reliable: bool = False  # reliable QoS for every topic, also clouds
     ack_timeout: float = 5.0  # at the end, wait this long for reliable subscribers to acknowledge
+    # After the subscribers show up: discovery is not symmetric, the subscriber may not have matched
+    # this publisher yet, and best-effort messages sent before it has are lost.
+    settle: float = 0.5
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Replayer:
             counts = {t: self.publishers[t].get_subscription_count() for t in topics}
             if all(c >= n for c in counts.values()):
                 log.info('subscribers ready: %s', counts)
+                time.sleep(self.config.settle)
                 return
             if time.monotonic() > deadline:
                 raise ReplayError(f'timed out after {self.config.wait_timeout} s waiting for {n} '
