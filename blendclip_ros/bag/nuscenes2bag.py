@@ -164,7 +164,8 @@ def convert(frames, out: str | Path, config: ConvertConfig | None = None,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='blendclip-nuscenes2bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('out', type=Path, help='bag directory to create (must not exist)')
+    p.add_argument('out', type=Path, nargs='?', help='bag directory to create (must not exist)')
+    p.add_argument('--out', type=Path, dest='out_option', help='the same, as an option')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--dataroot', type=Path,
                      help='nuScenes-format dataroot (tables in <dataroot>/<version>)')
@@ -190,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.out is None) == (args.out_option is None):
+        parser.error('give the output bag once, as OUT or --out')
+    args.out = args.out or args.out_option
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     config = ConvertConfig(args.storage, args.bag_version, args.distro, args.cameras, args.min_score)
     try:

@@ -17,3 +17,26 @@ def cloud_dtype(fields, point_step: int, is_bigendian: bool = False) -> np.dtype
 def cloud_array(msg) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), dtype=cloud_dtype(msg.fields, msg.point_step, msg.is_bigendian),
                          count=msg.width * msg.height)
+
+
+TINY_NAME = 'bags-tiny'
+TINY_TEXT_SPACE = 'minilm:all-MiniLM-L6-v2'
+
+
+def make_tiny_checkpoint(path, labels, templates, seed: int = 0):
+    """A real (untrained) tiny PointBERT into the offline MiniLM space, with its text cache shipped
+    beside it so processes that load it need no text model for these labels."""
+    import torch
+
+    from blendclip_core.checkpoint import ModelCard, save_checkpoint
+    from blendclip_core.encoder import create_model
+    from blendclip_core.text_space import MiniLMSpace, TextEmbeddingCache
+    from blendclip_core.vocabulary import prompts
+
+    torch.manual_seed(seed)
+    encoder = create_model('pointbert-tiny', embed_dim=384)
+    card = ModelCard(name=TINY_NAME, text_space=TINY_TEXT_SPACE, prompt_templates=list(templates))
+    path = save_checkpoint(path, encoder, card)
+    texts = [p for lab in labels for p in prompts(lab, templates)]
+    TextEmbeddingCache.from_space(MiniLMSpace().load(), texts).save(path.with_suffix('.text_cache.npz'))
+    return path
