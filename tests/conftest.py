@@ -15,7 +15,9 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ['TRANSFORMERS_OFFLINE'] = '1'
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# Fast DDS 3.x (Kilted, these wheels) reads FASTDDS_..., 2.x (Humble, Jazzy) FASTRTPS_...
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(REPO / 'config' / 'fastdds_large_data.xml')
+os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.environ['FASTDDS_DEFAULT_PROFILES_FILE']
 # A distinct domain per run, so parallel or leftover runs on one machine never cross-talk.
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 

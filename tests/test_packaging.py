@@ -140,3 +140,19 @@ def test_ros_imports_are_declared_in_package_xml(package):
                         used.add((root, str(path.relative_to(REPO))))
     undeclared = {root: where for root, where in sorted(used) if root not in declared}
     assert not undeclared, f'add <exec_depend> for: {undeclared}'
+
+
+def test_lock_pins_every_base_requirement():
+    """make env installs lock.txt only: a pin added to base.txt without `make lock` would be ignored."""
+    def pins(name: str) -> dict[str, str]:
+        out = {}
+        for line in (REPO / 'requirements' / name).read_text().splitlines():
+            line = line.split('#')[0].strip()
+            if line:
+                package, _, version = line.partition('==')
+                assert version, f'{name}: {line!r} is not pinned with =='
+                out[re.sub(r'[-_.]+', '-', package).lower()] = version
+        return out
+    lock = pins('lock.txt')
+    stale = {k: (v, lock.get(k)) for k, v in pins('base.txt').items() if lock.get(k) != v}
+    assert not stale, f'run `make lock`: base.txt vs lock.txt {stale}'
