@@ -1,0 +1,273 @@
+"""Zero-shot labels: point embeddings against the text embeddings of a free-text vocabulary.
+
+The one classifier the node, the offline labeller, evaluation and the demo share. The vocabulary can
+change at run time (a ROS parameter): it is re-embedded (from the on-disk cache when possible) and
+swapped in as one immutable object, so a frame being classified on the worker thread sees either the
+old or the new vocabulary, never a mix; the encoder is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blendclip_core.text_space import (
+    CachedTextSpace,
+    TextEmbeddingCache,
+    TextSpace,
+    create_text_space,
+    embed_vocabulary,
+)
+from blendclip_core.text_space.base import resolve_device
+from blendclip_core.types import ObjectBatch, ObjectStatus, Predictions
+from blendclip_core.vocabulary import DEFAULT_TEMPLATES, DRIVING, vocabulary_version
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOGIT_SCALE = 100.0  # CLIP's trained (clamped) temperature, when a checkpoint records none
+MAX_LABELS = 4096
+MAX_LABEL_CHARS = 200
+TEXT_CACHE_SUFFIX = '.text_cache.npz'  # shipped beside a checkpoint: its vocabulary without the model
+
+
+class ClassifierError(ValueError):
+    """A classifier that cannot be built as asked (dimension mismatch, missing text space)."""
+
+
+class VocabularyError(ValueError):
+    """Labels or templates that cannot form a vocabulary; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Labels, templates and their (V, D) normalised text embeddings on the classifier's device."""
+
+    labels: tuple[str, ...]
+    templates: tuple[str, ...]
+    embeddings: torch.Tensor
+    version: str
+
+
+def validate_vocabulary(labels: Sequence[str],
+                        templates: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Cleaned (labels, templates) or VocabularyError: non-empty, unique, non-blank, bounded."""
+    if isinstance(labels, str) or isinstance(templates, str):
+        raise VocabularyError('labels and templates must be lists of strings, not one string')
+    labels, templates = list(labels), list(templates)
+    if not labels:
+        raise VocabularyError('the vocabulary needs at least one label')
+    if len(labels) > MAX_LABELS:
+        raise VocabularyError(f'{len(labels)} labels: at most {MAX_LABELS} are allowed')
+    clean, seen = [], {}
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise VocabularyError(f'label {i} is a {type(label).__name__}, not a string')
+        label = ' '.join(label.split())
+        if not label:
+            raise VocabularyError(f'label {i} is blank')
+        if len(label) > MAX_LABEL_CHARS:
+            raise VocabularyError(f'label {i} has {len(label)} characters: at most {MAX_LABEL_CHARS}')
+        key = label.casefold()
+        if key in seen:
+            raise VocabularyError(f'label {label!r} appears twice (positions {seen[key]} and {i})')
+        seen[key] = i
+        clean.append(label)
+    if not templates:
+        raise VocabularyError('at least one prompt template is needed')
+    for t in templates:
+        if not isinstance(t, str) or t.count('{}') != 1:
+            raise VocabularyError(f'template {t!r} must contain exactly one {{}} for the label')
+        try:
+            t.format('x')
+        except (IndexError, KeyError, ValueError) as err:
+            raise VocabularyError(f'template {t!r} is not a plain format string: {err}') from err
+    if len(set(templates)) != len(templates):
+        raise VocabularyError('templates must be unique')
+    return tuple(clean), tuple(templates)
+
+
+class ZeroShotClassifier:
+    """Encoder + text space + vocabulary -> top-k labels with calibrated scores.
+
+    encoder: a model with `encode(ObjectBatch) -> (B, D)` (blendclip_core.encoder.PointEncoder).
+    device: 'auto' (cuda when available), 'cuda', 'cpu'; an unavailable cuda falls back to the CPU
+        with a warning. On CUDA the encoder runs under bf16 autocast; similarities are fp32.
+    logit_scale: temperature of the softmax over cosine similarities (the checkpoint's learned one;
+        CLIP's 100 when None), so scores are the probabilities the model was trained to produce.
+    cache_dir: where per-label text embeddings are cached (None: no disk cache).
+    """
+
+    def __init__(self, encoder, text_space: TextSpace, labels: Sequence[str] = DRIVING,
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, *, device: str = 'auto', top_k: int = 5,
+                 logit_scale: float | None = None, cache_dir: str | Path | None = None,
+                 model_name: str = '') -> None:
+        if top_k < 1:
+            raise ClassifierError(f'top_k must be >= 1, got {top_k}')
+        scale = DEFAULT_LOGIT_SCALE if logit_scale is None else float(logit_scale)
+        if not math.isfinite(scale) or scale <= 0:
+            raise ClassifierError(f'logit_scale must be a positive number, got {logit_scale}')
+        self.device = resolve_device(device)
+        self.encoder = encoder.to(self.device).eval()
+        self.text_space = text_space
+        self.top_k = int(top_k)
+        self.logit_scale = scale
+        self.cache_dir = cache_dir
+        self.model_name = model_name
+        embed_dim = getattr(encoder, 'embed_dim', None)
+        if embed_dim is not None and text_space.dim != embed_dim:
+            raise ClassifierError(f'encoder embeds into {embed_dim} dimensions but text space '
+                                  f'{text_space.spec} has {text_space.dim}: they were not trained together')
+        self._vocab: Vocabulary | None = None
+        self.set_vocabulary(labels, templates)
+
+    # ----------------------------------------------------------------------------------- vocabulary
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocab
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._vocab.labels
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return self._vocab.templates
+
+    @property
+    def vocabulary_version(self) -> str:
+        return self._vocab.version
+
+    @property
+    def text_space_spec(self) -> str:
+        return self.text_space.spec
+
+    def set_vocabulary(self, labels: Sequence[str], templates: Sequence[str] | None = None) -> Vocabulary:
+        """Embed a new vocabulary and swap it in atomically; the encoder is not touched.
+
+        templates=None keeps the current ones. Raises VocabularyError (nothing changes) on bad input.
+        """
+        if templates is None:
+            templates = self._vocab.templates if self._vocab is not None else DEFAULT_TEMPLATES
+        labels, templates = validate_vocabulary(labels, templates)
+        emb = embed_vocabulary(self.text_space, labels, templates, self.cache_dir)
+        version = vocabulary_version(labels, templates, self.text_space.cache_key)
+        vocab = Vocabulary(labels, templates, emb.to(self.device), version)
+        self._vocab = vocab  # one reference assignment: readers see the old or the new, whole
+        logger.info('vocabulary %s: %d labels x %d templates', version, len(labels), len(templates))
+        return vocab
+
+    # -------------------------------------------------------------------------------- classification
+
+    def classify(self, batch: ObjectBatch, status: np.ndarray | None = None,
+                 top_k: int | None = None) -> Predictions:
+        """Labels for every object of `batch` in one encoder call.
+
+        status: per-object ObjectStatus from cropping; only OK objects with points are encoded, the
+        others keep their status (objects with 0 points become NO_POINTS) with index -1, score NaN.
+        """
+        vocab = self._vocab  # read once: a concurrent set_vocabulary never mixes vocabularies
+        n = len(batch)
+        counts = batch.counts
+        out_status = (np.full(n, ObjectStatus.OK, dtype=np.int64) if status is None
+                      else np.array(status, dtype=np.int64).reshape(-1))
+        if len(out_status) != n:
+            raise ValueError(f'status has {len(out_status)} entries for {n} objects')
+        out_status[(out_status == ObjectStatus.OK) & (counts == 0)] = ObjectStatus.NO_POINTS
+        k = min(int(top_k or self.top_k), len(vocab.labels))
+        indices = np.full((n, k), -1, dtype=np.int64)
+        scores = np.full((n, k), np.nan, dtype=np.float32)
+        run = out_status == ObjectStatus.OK
+        if run.any():
+            sub = batch if run.all() else select_objects(batch, run)
+            idx, sc = self._top_k(self.embed(sub), vocab, k)
+            indices[run], scores[run] = idx, sc
+        return Predictions(indices, scores, counts.copy(), out_status, vocab.labels, vocab.version)
+
+    def embed(self, batch: ObjectBatch) -> torch.Tensor:
+        """(B, D) L2-normalised fp32 point embeddings on the classifier's device."""
+        with torch.inference_mode():
+            if self.device.type == 'cuda':
+                with torch.autocast('cuda', dtype=torch.bfloat16):
+                    emb = self.encoder.encode(batch)
+            else:
+                emb = self.encoder.encode(batch)
+            return torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, V) logit_scale * cosine similarity of point embeddings to the vocabulary."""
+        vocab = self._vocab
+        emb = torch.nn.functional.normalize(embeddings.to(self.device).float(), dim=-1)
+        return self.logit_scale * emb @ vocab.embeddings.T
+
+    def classify_embeddings(self, embeddings: torch.Tensor, top_k: int | None = None) -> Predictions:
+        """Predictions for precomputed point embeddings (num_points is unknown here: 0)."""
+        vocab = self._vocab
+        n = len(embeddings)
+        k = min(int(top_k or self.top_k), len(vocab.labels))
+        with torch.inference_mode():
+            idx, sc = self._top_k(torch.nn.functional.normalize(embeddings.to(self.device).float(), dim=-1),
+                                  vocab, k)
+        return Predictions(idx, sc, np.zeros(n, np.int64), np.full(n, ObjectStatus.OK, np.int64),
+                           vocab.labels, vocab.version)
+
+    def _top_k(self, emb: torch.Tensor, vocab: Vocabulary, k: int) -> tuple[np.ndarray, np.ndarray]:
+        probs = torch.softmax(self.logit_scale * emb @ vocab.embeddings.T, dim=-1)
+        top = probs.topk(k, dim=-1)
+        return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
+
+    # ---------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, labels: Sequence[str] | None = None,
+                        templates: Sequence[str] | None = None, *, vocabulary: Sequence[str] | None = None,
+                        device: str = 'auto', text_space: TextSpace | str | None = None, top_k: int = 5,
+                        logit_scale: float | None = None, cache_dir: str | Path | None = None,
+                        ) -> ZeroShotClassifier:
+        """Encoder and model card from a checkpoint; the text space from the card (or given).
+
+        labels (alias `vocabulary`) default to the driving vocabulary, templates to the card's.
+        A text cache shipped beside the checkpoint (<name>.text_cache.npz) answers known prompts
+        without loading the text model.
+        """
+        from blendclip_core.checkpoint import load_checkpoint
+
+        path = Path(path)
+        encoder, card = load_checkpoint(path, map_location='cpu')
+        if isinstance(text_space, str) or text_space is None:
+            text_space = text_space_for_checkpoint(path, text_space or card.text_space)
+        labels = labels if labels is not None else vocabulary
+        templates = templates or card.prompt_templates or DEFAULT_TEMPLATES
+        scale = logit_scale if logit_scale is not None else getattr(card, 'logit_scale', None)
+        return cls(encoder, text_space, list(labels) if labels else DRIVING, list(templates), device=device,
+                   top_k=top_k, logit_scale=scale, cache_dir=cache_dir, model_name=card.name or path.stem)
+
+
+def text_space_for_checkpoint(path: str | Path, spec: str, device: str = 'cpu') -> TextSpace:
+    """The text space a checkpoint was trained into, served from its shipped cache when there is one."""
+    if not spec:
+        raise ClassifierError(f'{path}: the model card names no text space; pass text_space=<spec>')
+    cache_file = Path(path).with_suffix(TEXT_CACHE_SUFFIX)
+    if cache_file.is_file():
+        cache = TextEmbeddingCache.load(cache_file)
+        if cache.spec == spec:
+            logger.info('text embeddings from %s (%d texts); %s loads only for new prompts',
+                        cache_file, len(cache), spec)
+            return CachedTextSpace(spec, cache, fallback=lambda: create_text_space(spec, device))
+        logger.warning('ignoring %s: it holds %s, the card says %s', cache_file, cache.spec, spec)
+    return create_text_space(spec, device)
+
+
+def select_objects(batch: ObjectBatch, mask: np.ndarray) -> ObjectBatch:
+    """The objects of `batch` where mask is True, packed (vectorised, no per-object loop)."""
+    counts = batch.counts[mask]
+    starts = batch.offsets[:-1][mask]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rows = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+    return ObjectBatch(batch.points[rows], offsets)

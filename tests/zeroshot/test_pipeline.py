@@ -1,0 +1,64 @@
+"""label_frame end to end on the real nuScenes sweep: a tiny encoder, the real MiniLM text space."""
+
+import numpy as np
+import pytest
+import torch
+
+from blendclip_core.classifier import ZeroShotClassifier
+from blendclip_core.encoder import create_model
+from blendclip_core.geometry import Boxes
+from blendclip_core.pipeline import PipelineConfig, label_frame, run_frame
+from blendclip_core.types import ObjectStatus
+from blendclip_core.vocabulary import NUSCENES_10
+
+
+@pytest.fixture(scope='module')
+def classifier(minilm):
+    torch.manual_seed(0)
+    encoder = create_model('pointbert-tiny', embed_dim=384)
+    return ZeroShotClassifier(encoder, minilm, NUSCENES_10, device='cpu', top_k=3)
+
+
+def test_label_frame_on_real_sweep(nuscenes_sweep, classifier):
+    points, boxes, objects = nuscenes_sweep
+    recount = np.array([o['points_in_box_recount'] for o in objects])
+    pred = label_frame(points, boxes, classifier, PipelineConfig(top_k=3, min_points=1))
+    assert len(pred) == 69 and pred.vocabulary == NUSCENES_10
+    assert pred.vocabulary_version == classifier.vocabulary_version
+    np.testing.assert_array_equal(pred.num_points, recount)
+    np.testing.assert_array_equal(pred.status, np.where(recount > 0, ObjectStatus.OK, ObjectStatus.NO_POINTS))
+    ok = recount > 0
+    assert ((pred.indices[ok] >= 0) & (pred.indices[ok] < 10)).all() and (pred.indices[~ok] == -1).all()
+    assert set(pred.timings) == {'crop_ms', 'model_ms', 'total_ms'} and min(pred.timings.values()) >= 0
+    assert pred.timings['total_ms'] >= pred.timings['model_ms']
+    again = label_frame(points, boxes, classifier, PipelineConfig(top_k=3))
+    np.testing.assert_array_equal(again.indices, pred.indices)  # deterministic
+
+
+def test_statuses_merge_and_threshold(nuscenes_sweep, classifier):
+    points, boxes, objects = nuscenes_sweep
+    bad = Boxes.from_yaw([[0, 0, 0]], [[0, 1, 1]], [0], ids=['bad'])
+    all_boxes = Boxes(np.vstack([boxes.centers, bad.centers]), np.vstack([boxes.sizes, bad.sizes]),
+                      np.vstack([boxes.quaternions, bad.quaternions]), boxes.ids + bad.ids)
+    recount = np.array([o['points_in_box_recount'] for o in objects] + [0])
+    frame = run_frame(points, all_boxes, classifier, PipelineConfig(min_points=20, score_threshold=0.999))
+    pred = frame.predictions
+    assert pred.status[-1] == ObjectStatus.INVALID_BOX
+    few = (recount < 20)[:-1]
+    assert (pred.status[:-1][few] == ObjectStatus.NO_POINTS).all()
+    big = np.flatnonzero(~few)
+    assert len(big) == 7
+    # an untrained model is never 99.9 % sure: classified, labels kept, but below the threshold
+    assert (pred.status[big] == ObjectStatus.BELOW_THRESHOLD).all()
+    assert (pred.indices[big] >= 0).all() and np.isfinite(pred.scores[big]).all()
+    assert frame.cropped.points_in_box[:-1].tolist() == recount[:-1].tolist()
+
+    # the node's parameter name works as an alias of margin
+    grown = label_frame(points, boxes, classifier, PipelineConfig(box_margin=0.5))
+    assert (grown.num_points >= recount[:-1]).all() and grown.num_points.sum() > recount.sum()
+
+
+def test_bad_config_is_rejected():
+    for kwargs in ({'score_threshold': 1.5}, {'min_points': 0}, {'margin': float('inf')}, {'top_k': 0}):
+        with pytest.raises(ValueError):
+            PipelineConfig(**kwargs)
