@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot metrics (top-k overall and per class, confusion), protocols and plots."""
