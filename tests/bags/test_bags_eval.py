@@ -158,3 +158,41 @@ def test_eval_errors(tmp_path, sample_dir):
     src = tmp_path / 'in'
     assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
     assert evaluate.main(['--bag', str(src), '--out', str(tmp_path / 'e')]) == 2  # not labelled
+
+
+def test_eval_shards_equals_per_object_classification(dataroot, tiny_checkpoint, tmp_path):
+    """Mined triplets + checkpoint: the batched CLI equals classifying each triplet alone."""
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    from blendclip_core.classifier import ZeroShotClassifier
+    from blendclip_core.data.shards import iter_shards
+    from blendclip_core.mining.objects import MineConfig
+    from blendclip_core.mining.run import RunConfig, run_mining
+    from blendclip_core.types import ObjectBatch
+    root, info = dataroot
+    shards = tmp_path / 'shards'
+    run_mining(RunConfig(dataroot=str(root), version=info['version'], split='scene-0001', out=str(shards),
+                         mine=MineConfig(sweeps=1)), progress=False)
+    out = tmp_path / 'eval'
+    assert evaluate.main(['--shards', str(shards), '--checkpoint', str(tiny_checkpoint), '--device', 'cpu',
+                          '--out', str(out)]) == 0
+    summary = json.loads((out / 'metrics.json').read_text())
+    p = proto.NUSCENES
+    clf = ZeroShotClassifier.from_checkpoint(tiny_checkpoint, vocabulary=list(p.class_names),
+                                             templates=list(p.templates), device='cpu')
+    hits1, hits5, void = [], [], 0
+    for t in iter_shards(shards):
+        cls = category_to_detection_name(t.label)
+        if cls is None:
+            void += 1
+            continue
+        assert t.meta['distance'] <= p.ranges_m[cls]  # the generated scene is small
+        pred = clf.classify(ObjectBatch.from_list([t.points]))
+        ranked = [lab for lab, _ in pred.top_labels(0)]
+        hits1.append(ranked[:1] == [NUSCENES_10_NAMES[cls]])
+        hits5.append(NUSCENES_10_NAMES[cls] in ranked[:5])
+    assert summary['counts']['evaluated'] == len(hits1) > 0
+    assert summary['counts']['outside_classes'] == void
+    assert summary['top1'] == pytest.approx(np.mean(hits1))
+    assert summary['top5'] == pytest.approx(np.mean(hits5))
+    assert (out / 'confusion.png').read_bytes()[:4] == b'\x89PNG'

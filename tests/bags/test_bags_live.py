@@ -17,37 +17,16 @@ import time
 
 import numpy as np
 import pytest
-import yaml
-from bag_test_utils import make_tiny_checkpoint
 from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 from rosbags.highlevel import AnyReader
 
-from blendclip_core.vocabulary import NUSCENES_10, NUSCENES_EVAL_TEMPLATES
 from blendclip_ros.bag import label_bag, nuscenes2bag
 from training import evaluate
 
 PY = sys.executable
 NODE = [PY, '-c', 'import sys; from blendclip_ros.node import main; sys.exit(main())']
 TIMEOUT_S = 90.0
-
-
-@pytest.fixture(scope='session')
-def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp('model') / 'bags-tiny.pt'
-    return make_tiny_checkpoint(path, NUSCENES_10, NUSCENES_EVAL_TEMPLATES)
-
-
-@pytest.fixture(scope='session')
-def params_file(repo, tiny_checkpoint, tmp_path_factory):
-    """The shipped node parameters with the test model and the protocol's vocabulary and prompt."""
-    data = yaml.safe_load((repo / 'config' / 'blendclip.params.yaml').read_text())
-    p = data['/**']['ros__parameters']
-    p.update(checkpoint=str(tiny_checkpoint), device='cpu', vocabulary=list(NUSCENES_10),
-             prompt_templates=list(NUSCENES_EVAL_TEMPLATES), top_k=5, autostart=True)
-    path = tmp_path_factory.mktemp('params') / 'params.yaml'
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture(scope='module')
