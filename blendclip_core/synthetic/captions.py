@@ -1,9 +1,12 @@
 """Captions for generated objects, from templates filled with what the generator drew.
 
-Each object gets several captions whose embeddings are averaged into its text target (the method's
-'normalised mean over its captions'): one is a plain class prompt of the kind used at evaluation, the
-others add the drawn variant, size, colour, state and, for LiDAR views, range. Captions never name a
-class other than the object's own, so the text target stays class-specific.
+Each object gets three captions whose embeddings are averaged into its text target (the method's
+'normalised mean over its captions'): a plain class prompt of the kind used at evaluation, an attribute
+caption (variant, size, colour, state) and a synonym or, for LiDAR views, a range caption. Captions never
+name a class other than the object's own, so the text target stays class-specific.
+
+The caption set is finite and enumerable (`all_captions`): it is embedded once into a
+TextEmbeddingCache, so objects can be generated and embedded where the text model is not installed.
 """
 
 from __future__ import annotations
@@ -47,18 +50,20 @@ STATES = {
     'motorcycle': ('parked', 'being ridden'), 'pedestrian': ('walking', 'standing', 'crossing the road'),
     'dog': ('walking', 'sitting'),
 }
+DEFAULT_STATES = ('on the sidewalk', 'at the roadside')
+SIZE_WORDS = ('small', 'medium-sized', 'large')
 
 ATTRIBUTE_TEMPLATES = (
     '{colour}{variant}, {state}.',
     '{size} {colour}{variant}.',
-    '{variant} about {length:.1f} metres long.',
-    '{colour}{variant} {state} by the road.',
+    '{colour}{variant} {state} near the road.',
 )
 
+RANGE_WORDS = ('close by', 'at medium range', 'far away')  # < 15 m, 15-30 m, > 30 m
 SCAN_TEMPLATES = (
-    'a sparse lidar scan of a {name} {range:.0f} metres away.',
-    'a {name} seen by a lidar from {range:.0f} m.',
-    'a few lidar points on a {name}.',  # 'a' kept: the class names here take it
+    'a sparse lidar scan of a {name} {range}.',
+    'a {name} seen by a lidar {range}.',
+    'a few lidar points on a {name} {range}.',
 )
 
 
@@ -68,20 +73,43 @@ def with_article(phrase: str) -> str:
 
 def _size_word(length: float, mean_length: float) -> str:
     ratio = length / mean_length
-    return 'large' if ratio > 1.12 else 'small' if ratio < 0.88 else 'medium-sized'
+    return SIZE_WORDS[2] if ratio > 1.12 else SIZE_WORDS[0] if ratio < 0.88 else SIZE_WORDS[1]
+
+
+def _range_word(range_m: float) -> str:
+    return RANGE_WORDS[0] if range_m < 15 else RANGE_WORDS[1] if range_m < 30 else RANGE_WORDS[2]
+
+
+def _attribute(template: str, colour: str, variant: str, state: str, size: str) -> str:
+    return with_article(template.format(colour=f'{colour} ' if colour else '', variant=variant, state=state,
+                                        size=size))
 
 
 def make_captions(name: str, variant: str, size_lwh: np.ndarray, mean_length: float,
                   rng: np.random.Generator, range_m: float | None = None) -> list[str]:
-    """Three captions for one object: a class prompt, an attribute caption, a synonym or scan caption."""
-    colour = f'{rng.choice(COLOURS)} ' if name in COLOURED else ''
-    state = str(rng.choice(STATES.get(name, ('on the sidewalk', 'at the roadside'))))
-    attr = with_article(str(rng.choice(ATTRIBUTE_TEMPLATES)).format(
-        colour=colour, variant=variant, state=state, size=_size_word(float(size_lwh[0]), mean_length),
-        length=float(max(size_lwh[0], size_lwh[1]))))
+    """Three captions for one object: a class prompt, an attribute caption, a synonym or range caption."""
+    colour = str(rng.choice(COLOURS)) if name in COLOURED else ''
+    state = str(rng.choice(STATES.get(name, DEFAULT_STATES)))
+    attr = _attribute(str(rng.choice(ATTRIBUTE_TEMPLATES)), colour, variant, state,
+                      _size_word(float(size_lwh[0]), mean_length))
     captions = [str(rng.choice(CLASS_PROMPTS)).format(name), attr]
     if range_m is not None and rng.random() < 0.5:
-        captions.append(str(rng.choice(SCAN_TEMPLATES)).format(name=name, range=range_m))
+        captions.append(str(rng.choice(SCAN_TEMPLATES)).format(name=name, range=_range_word(range_m)))
     else:
         captions.append(with_article(f'{rng.choice(SYNONYMS.get(name, (name,)))}.'))
     return captions
+
+
+def all_captions(name: str, variants: tuple[str, ...]) -> list[str]:
+    """Every caption make_captions can return for this class (for precomputing embeddings)."""
+    out = [t.format(name) for t in CLASS_PROMPTS]
+    colours = COLOURS if name in COLOURED else ('',)
+    for v in variants:
+        for t in ATTRIBUTE_TEMPLATES:
+            for c in colours:
+                for s in STATES.get(name, DEFAULT_STATES):
+                    for z in SIZE_WORDS:
+                        out.append(_attribute(t, c, v, s, z))
+    out += [t.format(name=name, range=r) for t in SCAN_TEMPLATES for r in RANGE_WORDS]
+    out += [with_article(f'{s}.') for s in SYNONYMS.get(name, (name,))]
+    return list(dict.fromkeys(out))

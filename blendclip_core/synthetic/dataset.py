@@ -14,9 +14,10 @@ generated elsewhere.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,30 +94,62 @@ def _one_object(spec, class_index: int, index: int, cfg: GeneratorConfig, lidar_
     return pts, caps, meta
 
 
-def generate(cfg: GeneratorConfig, progress: bool = False) -> GeneratedSet:
-    """Draw cfg.per_class objects of every class in one domain (no text embeddings yet)."""
+def _class_chunk(args) -> list:
+    cfg, name, class_index = args
     from blendclip_core.synthetic import lidar, shapes
+
+    lidar_cfg = lidar.LidarConfig(range_min=cfg.range_min, range_max=cfg.range_max)
+    spec = shapes.get_class(name)
+    return [(spec.name, *_one_object(spec, class_index, i, cfg, lidar_cfg)) for i in range(cfg.per_class)]
+
+
+def generate(cfg: GeneratorConfig, progress: bool = False, workers: int = 1) -> GeneratedSet:
+    """Draw cfg.per_class objects of every class in one domain (no text embeddings yet).
+
+    workers > 1 draws classes in parallel processes; the result is identical (objects are seeded by
+    (seed, class, index), not by draw order).
+    """
+    from blendclip_core.synthetic import shapes
 
     if cfg.domain not in DOMAINS:
         raise ValueError(f'domain must be one of {DOMAINS}, got {cfg.domain!r}')
-    names = cfg.classes or shapes.class_names()
-    specs = [shapes.get_class(n) for n in names]
+    names = [shapes.get_class(n).name for n in (cfg.classes or shapes.class_names())]
     all_names = shapes.class_names()
-    lidar_cfg = lidar.LidarConfig(range_min=cfg.range_min, range_max=cfg.range_max)
-    out = GeneratedSet([], [], [], [], cfg.domain)
-    jobs = [(spec, i) for spec in specs for i in range(cfg.per_class)]
-    if progress:
-        from tqdm import tqdm
+    jobs = [(cfg, n, all_names.index(n)) for n in names]
+    if workers > 1:
+        import multiprocessing as mp
 
-        jobs = tqdm(jobs, desc=f'generating {cfg.domain}', unit='obj')
-    for spec, i in jobs:
-        pts, caps, meta = _one_object(spec, all_names.index(spec.name), i, cfg, lidar_cfg)
+        with mp.get_context('fork').Pool(min(workers, len(jobs))) as pool:
+            chunks = pool.imap(_class_chunk, jobs)
+            chunks = list(_progress(chunks, len(jobs), f'generating {cfg.domain}', 'class', progress))
+    else:
+        chunks = [_class_chunk(j) for j in _progress(jobs, len(jobs), f'generating {cfg.domain}', 'class',
+                                                       progress)]
+    out = GeneratedSet([], [], [], [], cfg.domain)
+    for name, pts, caps, meta in (item for chunk in chunks for item in chunk):
         out.points.append(pts)
-        out.labels.append(spec.name)
+        out.labels.append(name)
         out.variants.append(meta['variant'])
         out.captions.append(caps)
         out.meta.append(meta)
     return out
+
+
+def _progress(items, total: int, desc: str, unit: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit)
+
+
+def caption_universe(classes: Sequence[str] = ()) -> list[str]:
+    """Every caption the generator can give objects of these classes (all classes by default)."""
+    from blendclip_core.synthetic import captions, shapes
+
+    specs = [shapes.get_class(n) for n in (classes or shapes.class_names())]
+    return list(dict.fromkeys(c for s in specs for c in captions.all_captions(s.name, tuple(
+        v.name for v in s.variants))))
 
 
 def embed(gen: GeneratedSet, embed_texts: Callable[[list[str]], np.ndarray],
@@ -142,8 +175,8 @@ def _mean_rows(table: np.ndarray, rows: Sequence[Sequence[int]]) -> np.ndarray:
 def to_triplets(gen: GeneratedSet, key_prefix: str = 'gen') -> list[Triplet]:
     if gen.text_embeddings is None:
         raise ValueError('generated set has no text embeddings: call embed() first')
-    return [Triplet(key=f'{key_prefix}/{gen.domain}/{i:06d}', points=p, caption=caps[1], label=lab,
-                    label_coarse=lab, domain=gen.domain, text_embedding=gen.text_embeddings[i],
+    return [Triplet(key=f'{key_prefix}/{gen.domain}/{i:06d}', points=p, caption=caps[min(1, len(caps) - 1)],
+                    label=lab, label_coarse=lab, domain=gen.domain, text_embedding=gen.text_embeddings[i],
                     meta={**m, 'captions': caps})
             for i, (p, caps, lab, m) in enumerate(zip(gen.points, gen.captions, gen.labels, gen.meta))]
 
@@ -151,7 +184,7 @@ def to_triplets(gen: GeneratedSet, key_prefix: str = 'gen') -> list[Triplet]:
 # --- compact storage -----------------------------------------------------------------------------------
 
 
-def save_npz(path: str | Path, gen: GeneratedSet) -> Path:
+def save_npz(path: str | Path, gen: GeneratedSet, config: GeneratorConfig | None = None) -> Path:
     """float16 points (ample for metre-scale objects: <= 4 mm at 8 m), one row per distinct caption."""
     if gen.text_embeddings is None:
         raise ValueError('generated set has no text embeddings: call embed() first')
@@ -166,8 +199,19 @@ def save_npz(path: str | Path, gen: GeneratedSet) -> Path:
         label_index=np.array([classes.index(lab) for lab in gen.labels], np.int16),
         text=gen.text_embeddings.astype(np.float16), domain=np.array(gen.domain),
         captions=np.array(['\t'.join(c) for c in gen.captions]),
-        variants=np.array(gen.variants), ranges=np.array([m.get('range_m', np.nan) for m in gen.meta]))
+        variants=np.array(gen.variants), ranges=np.array([m.get('range_m', np.nan) for m in gen.meta]),
+        config=np.array(json.dumps(asdict(config)) if config is not None else ''))
     return path
+
+
+def stored_config(path: str | Path) -> GeneratorConfig | None:
+    """The GeneratorConfig an .npz was made with (None if it does not say)."""
+    with np.load(path) as z:
+        text = str(z['config']) if 'config' in z.files else ''
+    if not text:
+        return None
+    d = json.loads(text)
+    return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def load_npz(path: str | Path) -> GeneratedSet:
@@ -202,26 +246,41 @@ class GeneratedTriplets(Sequence):
         return self._items[i]
 
 
-def source(path: str = '', domain: str = '', classes: Sequence[str] = (), text_space: str = '',
-           limit_per_class: int = 0, **generator_kwargs) -> GeneratedTriplets:
-    """The trainer's 'callable' source.
+def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_per_class: int = 0,
+           generate: dict | None = None, text_space: str = '', text_cache: str = '',
+           workers: int = 1) -> GeneratedTriplets:
+    """The trainer's 'callable' source: a generated set, loaded from `path` or generated on first use.
 
-    path: an .npz from save_npz (its domain unless `domain` is given and must match; `classes` filters).
-    Without path, objects are generated now (GeneratorConfig keys as kwargs) and embedded with
-    `text_space` (a spec for blendclip_core.text_space.create_text_space, e.g. 'minilm:all-MiniLM-L6-v2').
+    path: an .npz from save_npz. If it is missing (or was made with another `generate` config), the set is
+        generated from `generate` (GeneratorConfig fields), embedded with `text_space` (a text-space spec,
+        e.g. 'minilm:all-MiniLM-L6-v2'; served from the TextEmbeddingCache `text_cache` when given, which
+        holds every caption, see build.py) and saved there, so a config alone reproduces the data.
+    domain: must match the set's domain when given. classes / limit_per_class: keep only these classes,
+        at most this many objects per class (0 = all).
     """
-    if path:
+    want = None if generate is None else GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                            for k, v in generate.items()})
+    gen = None
+    if path and Path(path).is_file():
         gen = load_npz(path)
-        if domain and domain != gen.domain:
-            raise ValueError(f'{path} holds the {gen.domain!r} domain, not {domain!r}')
-        gen = _filter(gen, classes, limit_per_class)
-        log.info('loaded %d generated %s objects from %s', len(gen), gen.domain, path)
-        return GeneratedTriplets(gen, Path(path).stem)
-    if not text_space:
-        raise ValueError('a generated source needs either path (an .npz) or text_space (to embed captions)')
-    cfg = GeneratorConfig(classes=tuple(classes), domain=domain or SYNTHETIC, **generator_kwargs)
-    gen = embed(generate(cfg, progress=True), text_embedder(text_space))
-    return GeneratedTriplets(gen, f'gen{cfg.seed}')
+        made_with = stored_config(path)
+        if want is not None and made_with is not None and made_with != want:
+            log.warning('%s was generated with %s, the config asks for %s: regenerating', path, made_with,
+                        want)
+            gen = None
+    if gen is None:
+        if want is None or not text_space:
+            raise ValueError(f'generated set {path or "(no path)"} does not exist: give `generate` '
+                             '(generator settings) and `text_space` to make it, or build it with '
+                             'python -m blendclip_core.synthetic.build')
+        gen = embed(generate(want, progress=True, workers=workers), text_embedder(text_space, text_cache))
+        if path:
+            save_npz(path, gen, want)
+    if domain and domain != gen.domain:
+        raise ValueError(f'{path} holds the {gen.domain!r} domain, not {domain!r}')
+    gen = _filter(gen, classes, limit_per_class)
+    log.info('%d generated %s objects from %s', len(gen), gen.domain, path or 'memory')
+    return GeneratedTriplets(gen, Path(path).stem if path else 'gen')
 
 
 def _filter(gen: GeneratedSet, classes: Sequence[str], limit_per_class: int) -> GeneratedSet:
@@ -240,9 +299,50 @@ def _filter(gen: GeneratedSet, classes: Sequence[str], limit_per_class: int) -> 
                         [gen.meta[i] for i in keep], gen.text_embeddings[keep])
 
 
-def text_embedder(spec: str) -> Callable[[list[str]], np.ndarray]:
-    """texts -> (N, D) unit rows, through the project's text-space factory."""
-    from blendclip_core.text_space import create_text_space
+def text_embedder(space, cache: str = '') -> Callable[[list[str]], np.ndarray]:
+    """texts -> (N, D) unit rows, from a TextSpace or a spec for the project's text-space factory.
 
-    space = create_text_space(spec)
-    return lambda texts: np.asarray(space.encode_text(list(texts)), np.float32)
+    With `cache` (a TextEmbeddingCache file of that space) known texts never load the model; the space
+    itself is built only for misses (and fails there if it cannot load, naming the missing texts)."""
+    from blendclip_core.text_space import CachedTextSpace, TextEmbeddingCache, create_text_space
+
+    if cache:
+        spec = space if isinstance(space, str) else space.spec
+        fallback = (lambda: create_text_space(spec)) if isinstance(space, str) else space
+        space = CachedTextSpace(spec, TextEmbeddingCache.load(cache), fallback=fallback)
+    elif isinstance(space, str):
+        space = create_text_space(space)
+    return lambda texts: space.embed_texts(list(texts)).numpy().astype(np.float32)
+
+
+# --- the real sample sweep as an evaluation source -----------------------------------------------------
+
+
+def sample_sweep_source(sample_dir: str = 'data/nuscenes_sample', min_points: int = 1,
+                        canonical_yaw: bool = False) -> GeneratedTriplets:
+    """The labelled boxes of the real nuScenes sweep in data/nuscenes_sample as Triplets (evaluation only).
+
+    Cropped with blendclip_core.preprocess exactly as the node crops; labels are display names
+    ('traffic cone'); boxes outside the 10 classes and boxes with fewer than min_points are left out.
+    Evaluation needs no text target: the embedding placeholder is a (1,) zero per box.
+    """
+    from blendclip_core.geometry import Boxes
+    from blendclip_core.preprocess import crop_objects
+    from blendclip_core.vocabulary import NUSCENES_10_NAMES
+
+    root = Path(sample_dir)
+    ann = json.loads((root / 'annotations_lidar.json').read_text())
+    cloud = np.fromfile(root / ann['lidar_file'], dtype=np.float32).reshape(-1, 5)[:, :3]
+    objs = [o for o in ann['objects'] if o['label'] in NUSCENES_10_NAMES]
+    boxes = Boxes(np.array([o['center_xyz'] for o in objs]), np.array([o['size_lwh'] for o in objs]),
+                  np.array([o['quaternion_xyzw'] for o in objs]), tuple(str(o['index']) for o in objs),
+                  'LIDAR_TOP')
+    crop = crop_objects(cloud, boxes, min_points=max(1, min_points), canonical_yaw=canonical_yaw)
+    keep = [i for i in range(len(objs)) if crop.points_in_box[i] >= max(1, min_points)]
+    labels = [NUSCENES_10_NAMES[objs[i]['label']] for i in keep]
+    gen = GeneratedSet([crop.batch.object(i).copy() for i in keep], labels, [''] * len(keep),
+                       [[f'point cloud of a {lab}.'] for lab in labels], REAL,
+                       [{'box_index': objs[i]['index'],
+                         'range_m': float(np.hypot(*objs[i]['center_xyz'][:2]))} for i in keep],
+                       np.zeros((len(keep), 1), np.float32))
+    return GeneratedTriplets(gen, 'nuscenes_sample')
