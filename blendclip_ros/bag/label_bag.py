@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rosbags.highlevel import AnyReader
+from rosbags.highlevel import AnyReader, AnyReaderError
 from tqdm import tqdm
 
 from . import typestore as tsm
@@ -133,21 +133,18 @@ class OfflineLabeller:
 def label_bag(src: str | Path, out: str | Path, params, storage: str = 'mcap', version: int = 9,
               distro: str = tsm.DEFAULT_DISTRO, markers: bool = True, progress: bool = True,
               labeller: OfflineLabeller | None = None) -> LabelStats:
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import PointCloud2
-
-    from blendclip.msg import DetectedBoxArray
     from blendclip_ros.node.sync import StampSynchronizer
 
     cloud_topic, boxes_topic = _topic(params.cloud_topic), _topic(params.boxes_topic)
     labels_topic, markers_topic = _topic(params.labels_topic), _topic(params.markers_topic)
     stats = LabelStats()
     start = time.perf_counter()
-    labeller = labeller or OfflineLabeller(params)
-    stats.model = labeller.describe()
     sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, 0)  # no wall-clock age offline
     store = tsm.make_typestore(distro)
-    with AnyReader([Path(src)]) as reader, BagWriter(out, store, storage, version) as bag:
+    if Path(out).exists():
+        raise FileExistsError(f'{out} exists; rosbag2 bags are never overwritten')
+    with AnyReader([Path(src)]) as reader:
+        # Everything that can be checked cheaply is checked before the model loads.
         topics = {c.topic: c.msgtype for c in reader.connections}
         for topic, want in ((cloud_topic, tsm.POINT_CLOUD2), (boxes_topic, tsm.DETECTED_BOX_ARRAY)):
             if topics.get(topic) != want:
@@ -156,42 +153,56 @@ def label_bag(src: str | Path, out: str | Path, params, storage: str = 'mcap', v
         clash = {labels_topic, markers_topic} & set(topics)
         if clash:
             raise LabelBagError(f'{src} already holds {sorted(clash)}; label the unlabelled bag')
-        n_frames = sum(c.msgcount for c in reader.connections if c.topic == cloud_topic)
-        loop_start = time.perf_counter()
-        bar = tqdm(total=n_frames, unit='frame', disable=not progress, desc='label-bag')
-        for conn, t, raw in reader.messages():
-            bag.connection(conn.topic, conn.msgtype, conn.ext.offered_qos_profiles, conn.msgdef.data,
-                           conn.digest)
-            bag.write_raw(conn.topic, conn.msgtype, t, raw)
-            if conn.topic == cloud_topic:
-                msg = deserialize_message(bytes(raw), PointCloud2)
-                pair = sync.add_cloud(_stamp_ns(msg.header), msg)
-                bar.update(1)
-            elif conn.topic == boxes_topic:
-                msg = deserialize_message(bytes(raw), DetectedBoxArray)
-                pair = sync.add_boxes(_stamp_ns(msg.header), msg)
-            else:
-                continue
-            if pair is None:
-                continue
-            outcome = labeller.label(pair.cloud, pair.boxes)
-            stats.model_seconds += outcome.model_ms / 1e3
-            if outcome.skip_reason:
-                stats.skipped[outcome.skip_reason] += 1
-                log.warning('frame %d skipped: %s', _stamp_ns(pair.boxes.header), outcome.message)
-                continue
-            labels = outcome.labels
-            bag.write_raw(labels_topic, tsm.LABELLED_OBJECT_ARRAY, t, serialize_message(labels))
-            if markers:
-                bag.write_raw(markers_topic, tsm.MARKER_ARRAY, t, serialize_message(labeller.markers(labels)))
-            stats.frames_labelled += 1
-            stats.objects += len(labels.objects)
-            stats.status_counts.update(_status_name(o.status) for o in labels.objects)
-        bar.close()
-        stats.label_seconds = time.perf_counter() - loop_start
+        labeller = labeller or OfflineLabeller(params)
+        stats.model = labeller.describe()
+        with BagWriter(out, store, storage, version) as bag:
+            _label_messages(reader, bag, labeller, sync, stats, (cloud_topic, boxes_topic, labels_topic,
+                                                                 markers_topic), markers, progress)
     stats.sync = sync.counters.as_dict()
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _label_messages(reader, bag, labeller, sync, stats: LabelStats, topics, markers: bool, progress: bool):
+    """Copy every message; label each cloud/boxes pair the synchroniser completes."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    from blendclip.msg import DetectedBoxArray
+    cloud_topic, boxes_topic, labels_topic, markers_topic = topics
+    n_frames = sum(c.msgcount for c in reader.connections if c.topic == cloud_topic)
+    loop_start = time.perf_counter()
+    bar = tqdm(total=n_frames, unit='frame', disable=not progress, desc='label-bag')
+    for conn, t, raw in reader.messages():
+        bag.connection(conn.topic, conn.msgtype, conn.ext.offered_qos_profiles, conn.msgdef.data,
+                       conn.digest)
+        bag.write_raw(conn.topic, conn.msgtype, t, raw)
+        if conn.topic == cloud_topic:
+            msg = deserialize_message(bytes(raw), PointCloud2)
+            pair = sync.add_cloud(_stamp_ns(msg.header), msg)
+            bar.update(1)
+        elif conn.topic == boxes_topic:
+            msg = deserialize_message(bytes(raw), DetectedBoxArray)
+            pair = sync.add_boxes(_stamp_ns(msg.header), msg)
+        else:
+            continue
+        if pair is None:
+            continue
+        outcome = labeller.label(pair.cloud, pair.boxes)
+        stats.model_seconds += outcome.model_ms / 1e3
+        if outcome.skip_reason:
+            stats.skipped[outcome.skip_reason] += 1
+            log.warning('frame %d skipped: %s', _stamp_ns(pair.boxes.header), outcome.message)
+            continue
+        labels = outcome.labels
+        bag.write_raw(labels_topic, tsm.LABELLED_OBJECT_ARRAY, t, serialize_message(labels))
+        if markers:
+            bag.write_raw(markers_topic, tsm.MARKER_ARRAY, t, serialize_message(labeller.markers(labels)))
+        stats.frames_labelled += 1
+        stats.objects += len(labels.objects)
+        stats.status_counts.update(_status_name(o.status) for o in labels.objects)
+    bar.close()
+    stats.label_seconds = time.perf_counter() - loop_start
 
 
 def _status_name(status: int) -> str:
@@ -226,7 +237,8 @@ def main(argv=None) -> int:
         params = node_params(args.params_file, parse_overrides(args.param))
         stats = label_bag(args.src, args.out, params, args.storage, args.bag_version, args.distro,
                           markers=not args.no_markers, progress=not args.no_progress)
-    except (LabelBagError, FileExistsError, FileNotFoundError) as exc:
+    except (LabelBagError, AnyReaderError, OSError, ValueError, RuntimeError) as exc:
+        # Bad bag, bad parameters, a model that does not load: say why, no traceback.
         print(f'blendclip-label-bag: error: {exc}', file=sys.stderr)
         return 2
     print(f'wrote {args.out}')

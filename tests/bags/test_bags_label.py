@@ -1,0 +1,57 @@
+"""blendclip-label-bag on the real nuScenes sweep, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rosbags.highlevel import AnyReader
+
+from blendclip_ros.bag import label_bag, nuscenes2bag
+
+
+@pytest.fixture(scope='module')
+def sample_bag(sample_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp('label') / 'sample'
+    assert nuscenes2bag.main(['--out', str(out), '--sample-dir', str(sample_dir), '--no-progress']) == 0
+    return out
+
+
+def test_label_real_sample(sample_bag, sample_dir, params_file, tmp_path, capsys):
+    out = tmp_path / 'labelled'
+    assert label_bag.main([str(sample_bag), str(out), '--params-file', str(params_file), '--no-progress',
+                           '-p', 'min_points:=5']) == 0
+    assert 'labelled 1 frames (69 objects)' in capsys.readouterr().out
+    ann = json.loads((sample_dir / 'annotations_lidar.json').read_text())
+    with AnyReader([out]) as reader:
+        conns = {c.topic: c for c in reader.connections}
+        (msg,) = [reader.deserialize(raw, c.msgtype)
+                  for c, _, raw in reader.messages(connections=[conns['/blendclip/objects']])]
+        (markers,) = [reader.deserialize(raw, c.msgtype)
+                      for c, _, raw in reader.messages(connections=[conns['/blendclip/markers']])]
+    assert msg.header.frame_id == 'LIDAR_TOP' and msg.model == 'bags-tiny'
+    assert [o.id for o in msg.objects] == [str(o['index']) for o in ann['objects']]
+    for obj, src in zip(msg.objects, ann['objects']):
+        if src['points_in_box_recount'] >= 5:
+            # Points inside the box, as the annotation file recounted them on this very scan.
+            assert obj.num_points == src['points_in_box_recount']
+            assert obj.status == 0 and obj.label and len(obj.top_k) == 5
+        else:
+            assert obj.status == 1 and obj.label == '' and not obj.top_k  # NO_POINTS
+    assert len(markers.markers) > 0 and markers.markers[0].header.frame_id == 'LIDAR_TOP'
+
+
+def test_label_bag_refusals(sample_bag, tmp_path, capsys):
+    def run(*args):
+        return label_bag.main([*map(str, args), '--no-progress'])
+
+    assert run(sample_bag, tmp_path / 'a', '-p', 'top_k:=0') == 2
+    assert 'top_k=0 is outside' in capsys.readouterr().err
+    assert run(sample_bag, tmp_path / 'b', '-p', 'boxes_topic:=/nope') == 2
+    assert 'needs blendclip/msg/DetectedBoxArray on /nope' in capsys.readouterr().err
+    assert run(tmp_path / 'missing', tmp_path / 'c') == 2
+    assert run(sample_bag, sample_bag) == 2
+    assert 'exists' in capsys.readouterr().err
+    assert run(sample_bag, tmp_path / 'd', '-p', f'checkpoint:={tmp_path / "none.pt"}') == 2
+    assert not (tmp_path / 'd').exists()
+    assert run(sample_bag, tmp_path / 'e', '-p', 'top_k') == 2  # not name:=value
