@@ -153,7 +153,8 @@ class Replayer:
             self.stats.loops += 1
             if not self.config.loop or should_stop():
                 break
-        self._flush()
+        if not should_stop():
+            self._flush()
         self.stats.seconds = time.monotonic() - begin
         return self.stats
 
@@ -192,6 +193,7 @@ def replay(bag: str | Path, config: ReplayConfig | None = None, args=None,
     config = config or ReplayConfig()
     rclpy.init(args=args)
     node = rclpy.create_node(node_name)
+    replayer = None
     try:
         with AnyReader([Path(bag)]) as reader:
             replayer = Replayer(node, reader, config)
@@ -199,7 +201,7 @@ def replay(bag: str | Path, config: ReplayConfig | None = None, args=None,
             replayer.wait_for_subscribers(stop)
             return replayer.run(stop)
     except (KeyboardInterrupt, ExternalShutdownException):
-        return ReplayStats()
+        return replayer.stats if replayer is not None else ReplayStats()
     finally:
         node.destroy_node()
         if rclpy.ok():

@@ -8,6 +8,7 @@ boxes reliable), in recorded order, /clock carries the bag time, types that are 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -155,3 +156,20 @@ def test_replay_errors(scene_bag, tmp_path):
     out = subprocess.run([PY, '-m', 'blendclip_ros.bag.replay', str(tmp_path / 'missing')],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and 'error' in out.stderr
+
+
+def test_replay_loop_until_interrupted(scene_bag):
+    from blendclip.msg import DetectedBoxArray
+    want = [raw for _, raw in bag_raw(scene_bag, '/detections')]
+    listener = Listener({'/detections': (DetectedBoxArray, 'reliable')})
+    try:
+        proc = start_replay(scene_bag, '--topics', '/detections', '--loop', '--rate', '8',
+                            '--wait-for-subscribers', '1', '--wait-timeout', '30')
+        listener.spin_until(lambda: len(listener.received['/detections']) >= 2 * len(want) + 1, proc)
+        proc.send_signal(signal.SIGINT)
+        out = finish(proc)
+    finally:
+        listener.close()
+    assert proc.returncode == 0, out
+    got = [unpadded(m, len(want[i % len(want)])) for i, m in enumerate(listener.received['/detections'])]
+    assert len(got) > 2 * len(want) and got == [want[i % len(want)] for i in range(len(got))]
