@@ -65,14 +65,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from blendclip_core.mining import run
-    from blendclip_core.mining.nuscenes import open_nuscenes
     from tests.helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / 'root'
         make_nuscenes_dataroot(root, scenes=1, samples_per_scene=args.samples, sweeps_per_sample=9,
                                boxes_per_sample=40, ground_points=33000, points_per_box=(20, 80))
-        run._STATE['db'] = open_nuscenes(root, 'v1.0-mini')
+        run._init_worker(run.RunConfig(str(root), 'v1.0-mini', 'all', str(root / 'unused')))  # tables loaded
         one, boxes = bench(root, 1, args.repeats)
         ten, _ = bench(root, 10, args.repeats)
     record = {

@@ -140,6 +140,8 @@ def camera_views(db, sample: dict, global_from_ref: np.ndarray) -> list[CameraVi
 def nuscenes_frame(db, sample_token: str, config: MineConfig, scene_name: str = '') -> Frame:
     """The key frame of a sample; CorruptInputError when its LIDAR_TOP file is missing or truncated."""
     sample = db.get('sample', sample_token)
+    if LIDAR_CHANNEL not in sample['data']:
+        raise CorruptInputError('missing_lidar', f'sample {sample_token} has no {LIDAR_CHANNEL} key frame')
     key_sd = db.get('sample_data', sample['data'][LIDAR_CHANNEL])
     cs = db.get('calibrated_sensor', key_sd['calibrated_sensor_token'])
     pose = db.get('ego_pose', key_sd['ego_pose_token'])

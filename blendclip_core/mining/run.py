@@ -105,10 +105,14 @@ def resolve_scenes(db, split: str, split_names) -> list[tuple[str, str]]:
 _STATE: dict = {}
 
 
+def _db_key(cfg: RunConfig) -> tuple:
+    return cfg.mine.dataset, str(Path(cfg.dataroot).resolve()), cfg.version
+
+
 def _init_worker(cfg: RunConfig) -> None:
-    if 'db' not in _STATE:
+    if _STATE.get('db_key') != _db_key(cfg):
         open_db, _, _ = _reader(cfg.mine.dataset)
-        _STATE['db'] = open_db(cfg.dataroot, cfg.version)
+        _STATE['db'], _STATE['db_key'] = open_db(cfg.dataroot, cfg.version), _db_key(cfg)
 
 
 def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
@@ -118,9 +122,10 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
     _init_worker(cfg)
     db = _STATE['db']
     _, frame_of, _ = _reader(cfg.mine.dataset)
-    if 'captioner' not in _STATE:
-        _STATE['captioner'] = create_captioner(cfg.mine.captioner)
-    captioner = _STATE['captioner']
+    key = ('captioner', cfg.mine.captioner)
+    if key not in _STATE:  # one captioner (maybe a VLM on the GPU) per process
+        _STATE[key] = create_captioner(cfg.mine.captioner)
+    captioner = _STATE[key]
     out = Path(cfg.out)
     stem = safe_name(scene_name)
     _remove_scene_outputs(out, stem)
@@ -243,9 +248,14 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     _clean_temporaries(out)
     db = open_db(cfg.dataroot, cfg.version)
-    _STATE['db'] = db
+    _STATE['db'], _STATE['db_key'] = db, _db_key(cfg)  # forked workers inherit it
     scenes = resolve_scenes(db, cfg.split, split_names)[cfg.shard_index::cfg.shard_count]
-    done = {m['scene'] for m in load_markers(out)}
+    markers = {m['scene']: m for m in load_markers(out)}
+    for name, _ in scenes:
+        if name in markers and markers[name]['split'] != cfg.split:
+            logger.warning('scene %s was mined before as part of split %r; kept as it is', name,
+                           markers[name]['split'])
+    done = set(markers)
     pending = [(n, t) for n, t in scenes if n not in done]
     logger.info('%d scenes selected, %d already done, %d to mine', len(scenes), len(scenes) - len(pending),
                 len(pending))

@@ -210,11 +210,21 @@ def test_corrupt_inputs_are_skipped_counted_and_reported(tmp_path):
                                                  'missing_sweep'))
     from training.mine import main
 
+    first = info['sample_tokens'][0][0]
+    sorted(root.glob('samples/CAM_FRONT/*.jpg'))[0].unlink()  # the first sample's front image
+    broken = info['corrupted']['zero_size_annotation']['annotation']
+    lost_crops = 0
+    for t, a in info['annotations'].items():
+        im = a['image']
+        if a['sample'] == first and t != broken and im and im['camera'] == 'CAM_FRONT':
+            lost_crops += int(a['visibility']) >= 4 and min(im['rect'][2] - im['rect'][0],
+                                                           im['rect'][3] - im['rect'][1]) >= 50
     out = tmp_path / 'out'
     rc = main(['--dataroot', str(root), '--split', 'scene-0001', '--out', str(out), '--sweeps', '3',
                '--no-progress'])
     assert rc == 0
     index = read_index(out)
+    assert lost_crops >= 1 and index['images']['missing_image'] == lost_crops
     per_sample = len(info['annotations']) // 3
     assert index['skipped'] == {'missing_lidar': per_sample, 'corrupt_lidar': per_sample, 'invalid_box': 1}
     assert index['sweeps_skipped'] == {'missing_lidar': 1}
