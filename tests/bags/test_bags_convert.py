@@ -228,3 +228,21 @@ def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / 'bad.json'
     bad.write_text('[1, 2]')
     assert nuscenes2bag.main([str(tmp_path / 'y'), '--sample-dir', str(tmp_path), '--no-progress']) == 2
+
+
+def test_type_hashes_equal_rosidl(dataroot_bag):
+    """Jazzy+ `ros2 bag play` compares RIHS01 type hashes: the bag's must be rosidl's own."""
+    import sys
+    out, _, _ = dataroot_bag
+    share = Path(sys.prefix) / 'share'
+    checked = 0
+    with AnyReader([out]) as reader:
+        for conn in reader.connections:
+            pkg, _, name = conn.msgtype.split('/')
+            ref = share / pkg / 'msg' / f'{name}.json'
+            if not ref.is_file():
+                continue  # tf2_msgs: no wheel installed here
+            hashes = {h['type_name']: h['hash_string'] for h in json.loads(ref.read_text())['type_hashes']}
+            assert conn.digest == hashes[conn.msgtype], conn.topic
+            checked += 1
+    assert checked >= 5  # clouds, our two types, compressed images, camera info
