@@ -91,13 +91,19 @@ class VLMCaptioner:
         self.model = model
         self.fallback = TemplateCaptioner()
 
-    @classmethod
-    def load(cls, config: VLMConfig) -> VLMCaptioner:
+    @staticmethod
+    def check(config: VLMConfig) -> None:
+        """Cheap validation (no model load), so a parent process can fail early without touching CUDA."""
         path = Path(config.model_dir)
         if not path.is_dir():
             raise CaptionerError(f'VLM captioner: model directory {path} does not exist (download a '
                                  f'model such as a Gemma-3 or BLIP-2 checkpoint there, or use the template '
                                  f'captioner)')
+
+    @classmethod
+    def load(cls, config: VLMConfig) -> VLMCaptioner:
+        cls.check(config)
+        path = Path(config.model_dir)
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -129,6 +135,16 @@ class VLMCaptioner:
             text = ' '.join(text.split())
             out[i] = f'{self.config.prompt} {text}'.strip() if text else out[i]
         return out
+
+
+def check_captioner(spec: str) -> None:
+    """Raise CaptionerError now for a spec that `create_captioner` could not build (loads nothing)."""
+    if spec == 'template':
+        return
+    if spec.startswith('vlm:'):
+        VLMCaptioner.check(VLMConfig(model_dir=spec[4:]))
+        return
+    raise CaptionerError(f"unknown captioner {spec!r}; use 'template' or 'vlm:/path/to/model_dir'")
 
 
 def create_captioner(spec: str = 'template'):

@@ -33,7 +33,7 @@ from blendclip_core.data.shards import (
     ShardWriter,
     atomic_write_json,
 )
-from blendclip_core.mining.captioners import create_captioner
+from blendclip_core.mining.captioners import check_captioner, create_captioner
 from blendclip_core.mining.objects import MineConfig, mine_frame
 from blendclip_core.mining.sweeps import CorruptInputError
 
@@ -243,7 +243,7 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     if not 0 <= cfg.shard_index < cfg.shard_count:
         raise MiningError(f'--shard {cfg.shard_index}/{cfg.shard_count}: need 0 <= i < n')
     open_db, _, split_names = _reader(cfg.mine.dataset)
-    create_captioner(cfg.mine.captioner)  # fail before any work when the captioner cannot be built
+    check_captioner(cfg.mine.captioner)  # fail before any work; workers build their own captioner
     _check_settings(cfg)
     out = Path(cfg.out)
     _clean_temporaries(out)

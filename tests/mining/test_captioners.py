@@ -6,6 +6,7 @@ from blendclip_core.mining.captioners import (
     CaptionerError,
     CaptionInput,
     TemplateCaptioner,
+    check_captioner,
     create_captioner,
 )
 
@@ -34,6 +35,11 @@ def test_captioner_specs(tmp_path, capsys):
         create_captioner(f'vlm:{tmp_path / "no-model"}')
     with pytest.raises(CaptionerError, match='unknown captioner'):
         create_captioner('gpt')
+    with pytest.raises(CaptionerError, match='unknown captioner'):
+        check_captioner('gpt')
+    check_captioner('template')
+    (tmp_path / 'model').mkdir()
+    check_captioner(f'vlm:{tmp_path / "model"}')  # exists: validated without loading anything
     from training.mine import main
 
     rc = main(['--dataroot', str(tmp_path), '--out', str(tmp_path / 'o'), '--captioner',
