@@ -49,3 +49,22 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, caplog):
     assert f'{done} already done' in caplog.text
     assert _files(killed) == _files(clean)
     assert not list(killed.glob('.*tmp*')) and not list(markers.glob('.*tmp*'))
+
+
+def test_lost_shard_is_redone_and_other_settings_refused(tmp_path, capsys):
+    root = tmp_path / 'root'
+    make_nuscenes_dataroot(root, scenes=2, samples_per_scene=3, sweeps_per_sample=1)
+    out = tmp_path / 'out'
+    cfg = RunConfig(str(root), 'v1.0-mini', 'all', str(out), MineConfig(sweeps=2))
+    run_mining(cfg, progress=False)
+    before = _files(out)
+    lost = sorted(out.glob('scene-0002-*.tar'))[0]
+    lost.unlink()
+    (out / '.scene-0001-0000.tar.tmp-123').write_bytes(b'half a shard')  # what a crash leaves behind
+    run_mining(cfg, progress=False)
+    assert _files(out) == before and not list(out.glob('.*tmp*'))
+    from training.mine import main
+
+    rc = main(['--dataroot', str(root), '--split', 'all', '--out', str(out), '--sweeps', '3',
+               '--no-progress'])
+    assert rc == 2 and 'other settings' in capsys.readouterr().err

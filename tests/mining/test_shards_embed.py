@@ -83,6 +83,11 @@ def test_dataset_matches_streamed_shards(mined):
     no_void = TripletDataset(mined, include_void=False)
     assert len(no_void) == len(ds) - index['classes'].get('(void)', 0)
     assert len(TripletDataset(mined, split='nonexistent')) == 0
+    import pickle
+
+    ds[0]  # opens a shard file; a pickled copy (DataLoader worker) opens its own
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy[3].points, ds[3].points)
 
 
 def Counter_of(labels, index) -> bool:
