@@ -22,8 +22,9 @@ env: $(STAMP)/interfaces
 
 $(STAMP)/deps: $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q pip==26.3
-	$(PY) -m pip install -q -r $(LOCK)
+	@echo 'Installing $(LOCK) into $(VENV) (a few minutes the first time; log: $(VENV)/deps.log)'
+	$(PY) -m pip install -q pip==26.3 > $(VENV)/deps.log 2>&1 || (tail -40 $(VENV)/deps.log; exit 1)
+	$(PY) -m pip install -q -r $(LOCK) >> $(VENV)/deps.log 2>&1 || (grep -v '^WARNING' $(VENV)/deps.log | tail -40; exit 1)
 	@mkdir -p $(STAMP) && touch $@
 
 # Python packages, editable. 'compat' mode puts the repo root on sys.path (a .pth), so packages added
