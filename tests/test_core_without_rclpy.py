@@ -67,7 +67,7 @@ def test_every_core_module_imports_with_ros_blocked():
     assert not result['blocked'], f'core tried to import {result["blocked"]}'
     # walk_packages must have reached every module file (no package silently skipped).
     missing = source_modules() - set(result['imported']) - {'blendclip_core'}
-    assert not missing, f'not imported: {sorted(missing)}'
+    assert not missing, f'not reached by walk_packages (a package without __init__.py?): {sorted(missing)}'
 
 
 def test_no_ros_import_statement_in_core_source():
