@@ -10,6 +10,7 @@ from blendclip_core.data.shards import atomic_write_bytes, atomic_write_json
 
 REPORT_DIR = 'report'
 HISTOGRAM_NAME = 'points_per_object.png'
+EXAMPLES_NAME = 'examples.png'
 
 
 def histogram(num_points: list[int]) -> tuple[list[int], list[int]]:
@@ -68,3 +69,58 @@ def write_report(out: Path, index: dict, num_points: list[int]) -> dict:
     plt.close(fig)
     tmp.replace(folder / HISTOGRAM_NAME)
     return summary
+
+
+def pick_examples(root: Path, per_class: int = 1, max_rows: int = 12) -> list:
+    """The first mined object(s) of each class (coarse, else fine label), preferring ones with a crop."""
+    from blendclip_core.data.datasets import TripletDataset
+
+    ds = TripletDataset(root)
+    chosen: dict[str, list[int]] = {}
+    for i, (_, entry) in enumerate(ds.entries):
+        label = entry['label_coarse'] or entry['label']
+        picks = chosen.setdefault(label, [])
+        if len(picks) < per_class:
+            picks.append(i)
+        elif entry['has_image'] and not any(ds.entries[j][1]['has_image'] for j in picks):
+            picks[-1] = i
+    rows = [ds[i] for label in sorted(chosen) for i in chosen[label]][:max_rows]
+    ds.close()
+    return rows
+
+
+def write_examples(root: Path, triplets: list) -> Path | None:
+    """report/examples.png: per object its points from above and from the side (colour = time lag),
+    its camera crop and its caption, so a person can check the mining at a glance."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    if not triplets:
+        return None
+    fig, axes = plt.subplots(len(triplets), 3, figsize=(10, 2.6 * len(triplets)), squeeze=False)
+    for row, t in zip(axes, triplets):
+        pts = np.asarray(t.points)
+        colour = pts[:, 4] if pts.shape[1] > 4 else 'tab:blue'
+        for ax, (a, b), name in ((row[0], (0, 1), 'top (x, y)'), (row[1], (0, 2), 'side (x, z)')):
+            ax.scatter(pts[:, a], pts[:, b], c=colour, s=2, cmap='viridis')
+            ax.set_aspect('equal', adjustable='datalim')
+            ax.set_title(name, fontsize=8)
+            ax.tick_params(labelsize=6)
+        row[2].axis('off')
+        if t.image:
+            row[2].imshow(Image.open(io.BytesIO(t.image)).convert('RGB'))
+        label = t.label_coarse or f'{t.label} (void)'
+        row[2].set_title(f'{label}: {t.caption}\n{len(pts)} points', fontsize=8)
+    fig.tight_layout()
+    folder = Path(root) / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f'.{EXAMPLES_NAME}.tmp.png'
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(folder / EXAMPLES_NAME)
+    return folder / EXAMPLES_NAME

@@ -276,7 +276,9 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     markers = load_markers(out)
     index = build_index(cfg, markers)
     atomic_write_json(out / INDEX_NAME, index)
-    from blendclip_core.mining.report import write_report
+    from blendclip_core.mining.report import pick_examples, write_examples, write_report
 
     write_report(out, index, [n for m in markers for n in m['num_points']])
+    if index['num_samples']:
+        write_examples(out, pick_examples(out))
     return index

@@ -234,6 +234,7 @@ def test_corrupt_inputs_are_skipped_counted_and_reported(tmp_path):
     report = (out / 'report' / 'summary.md').read_text()
     assert 'missing_lidar' in report and 'corrupt_lidar' in report and 'invalid_box' in report
     assert (out / 'report' / 'points_per_object.png').stat().st_size > 1000
+    assert (out / 'report' / 'examples.png').stat().st_size > 1000
     summary = json.loads((out / 'report' / 'summary.json').read_text())
     assert sum(summary['points_histogram']['counts']) == index['num_samples']
 
