@@ -29,6 +29,10 @@ SENSOR_TYPES = frozenset({'sensor_msgs/msg/PointCloud2', 'sensor_msgs/msg/Image'
                           'sensor_msgs/msg/CompressedImage', 'sensor_msgs/msg/LaserScan'})
 LATCHED_TOPICS = frozenset({'/tf_static'})
 NOT_WAITED_FOR = frozenset({'/tf', '/tf_static', '/clock'})
+# What a labelling node consumes: by default --wait-for-subscribers waits on topics of these types.
+NODE_INPUT_TYPES = frozenset({'sensor_msgs/msg/PointCloud2', 'blendclip/msg/DetectedBoxArray',
+                              'vision_msgs/msg/Detection3DArray'})
+MAX_LATCHED_DEPTH = 1000
 
 
 class ReplayError(RuntimeError):
@@ -43,7 +47,7 @@ class ReplayConfig:
     clock: bool = False  # publish /clock with the bag time (for use_sim_time:=true)
     topics: tuple[str, ...] = ()  # only these ('' = all)
     wait_for_subscribers: int = 0  # before the first message, wait until every waited topic has this many
-    wait_topics: tuple[str, ...] = ()  # default: all published topics but /tf, /tf_static, /clock
+    wait_topics: tuple[str, ...] = ()  # default: clouds and box arrays (else all but /tf*, /clock)
     wait_timeout: float = 60.0  # seconds; then fail (ReplayError)
     reliable: bool = False  # reliable QoS for every topic, also clouds
     ack_timeout: float = 5.0  # at the end, wait this long for reliable subscribers to acknowledge
@@ -78,7 +82,7 @@ def qos_for(topic: str, msgtype: str, connections, reliable: bool, depth: int):
     latched = topic in LATCHED_TOPICS or any(q.durability == QosDurability.TRANSIENT_LOCAL
                                              for c in connections for q in c.ext.offered_qos_profiles)
     if latched:
-        return QoSProfile(depth=max(depth, 1), reliability=ReliabilityPolicy.RELIABLE,
+        return QoSProfile(depth=min(max(depth, 1), MAX_LATCHED_DEPTH), reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
     if msgtype in SENSOR_TYPES and not reliable:
         return qos_profile_sensor_data
@@ -93,6 +97,7 @@ class Replayer:
         self.stats = ReplayStats()
         self.connections = []
         self.publishers: dict[str, object] = {}
+        self.msgtypes: dict[str, str] = {}
         by_topic: dict[str, list] = {}
         for conn in reader.connections:
             if not config.topics or conn.topic in config.topics:
@@ -109,6 +114,7 @@ class Replayer:
                 log.warning('skipping %s: message type %s is not installed', topic, msgtype)
                 continue
             depth = sum(c.msgcount for c in conns)
+            self.msgtypes[topic] = msgtype
             self.publishers[topic] = node.create_publisher(
                 cls, topic, qos_for(topic, msgtype, conns, config.reliable, depth))
             self.stats.published[topic] = 0
@@ -124,7 +130,7 @@ class Replayer:
         n = self.config.wait_for_subscribers
         if n <= 0:
             return
-        topics = self.config.wait_topics or tuple(t for t in self.publishers if t not in NOT_WAITED_FOR)
+        topics = self.config.wait_topics or self.default_wait_topics()
         unknown = [t for t in topics if t not in self.publishers]
         if unknown:
             raise ReplayError(f'cannot wait for subscribers of topics that are not replayed: {unknown}')
@@ -139,6 +145,10 @@ class Replayer:
                 raise ReplayError(f'timed out after {self.config.wait_timeout} s waiting for {n} '
                                   f'subscriber(s): {counts}')
             time.sleep(0.05)
+
+    def default_wait_topics(self) -> tuple[str, ...]:
+        inputs = tuple(t for t, m in self.msgtypes.items() if m in NODE_INPUT_TYPES)
+        return inputs or tuple(t for t in self.publishers if t not in NOT_WAITED_FOR)
 
     def _messages(self) -> Iterator[tuple]:
         start = self.reader.start_time + int(self.config.start_offset * 1e9)
@@ -220,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--wait-for-subscribers', type=int, default=0, metavar='N',
                    help='wait until the waited topics have N subscribers each before starting')
     p.add_argument('--wait-topics', nargs='*', default=(),
-                   help='topics to wait on (default: all but /tf, /tf_static, /clock)')
+                   help='topics to wait on (default: the clouds and box arrays, what the node reads)')
     p.add_argument('--wait-timeout', type=float, default=60.0)
     p.add_argument('--reliable', action='store_true', help='reliable QoS for every topic, clouds too')
     return p

@@ -71,8 +71,8 @@ def record_live(bag, params_file, n_frames: int) -> list:
         # Clouds are sent 2 s apart (rate 0.25): the node's worker keeps only the latest frame, so the
         # replay must not outrun a loaded 2-core CI machine.
         replay = subprocess.Popen([PY, '-m', 'blendclip_ros.bag.replay', str(bag), '--rate', '0.25',
-                                   '--wait-for-subscribers', '1', '--wait-topics', '/lidar/points',
-                                   '/detections', '--wait-timeout', str(TIMEOUT_S)], env=env,
+                                   '--wait-for-subscribers', '1',  # default: /lidar/points, /detections
+                                   '--wait-timeout', str(TIMEOUT_S)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline and len(got) < n_frames and node.poll() is None:
