@@ -37,11 +37,13 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value=''),
         # Without a bigger shared-memory segment Fast DDS silently drops best-effort clouds over 512 KB.
         DeclareLaunchArgument(
-            'fastdds_profile', description='Fast DDS XML profile (ignored by other RMWs)',
+            'fastdds_profile', description='Fast DDS XML profile (Humble/Jazzy: 2.x, Kilted: 3.x; other RMWs '
+            'ignore it)',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
                 default_value=PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']))),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', arg('fastdds_profile')),
+        SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', arg('fastdds_profile')),  # Fast DDS 2.x
         Node(
             package='blendclip', executable='blendclip_node', name=arg('node_name'),
             namespace=arg('namespace'), output='screen',

@@ -28,11 +28,13 @@ def generate_launch_description():
                               default_value=PathJoinSubstitution([share, 'config', 'blendclip.params.yaml'])),
         DeclareLaunchArgument('device', default_value='auto', description="'auto', 'cpu', 'cuda', 'cuda:N'"),
         DeclareLaunchArgument(
-            'fastdds_profile', description='Fast DDS XML profile (ignored by other RMWs)',
+            'fastdds_profile', description='Fast DDS XML profile (Humble/Jazzy: 2.x, Kilted: 3.x; other RMWs '
+            'ignore it)',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
                 default_value=PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']))),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', arg('fastdds_profile')),
+        SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', arg('fastdds_profile')),  # Fast DDS 2.x
         Node(
             package='blendclip', executable='blendclip_node', name='blendclip', output='screen',
             parameters=[arg('params_file'), {'autostart': True, 'device': arg('device')}],

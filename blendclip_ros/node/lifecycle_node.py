@@ -76,7 +76,7 @@ class BlendClipNode(LifecycleNode):
         self.model: runtime.LoadedModel | None = None
         self.settings: runtime.FrameSettings | None = None
         self.transforms: dict = {}
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(runtime.COUNTERS, 0))
         self.windows = {name: LatencyWindow() for name in runtime.WINDOWS}
         self.sync: StampSynchronizer | None = None
         self.worker = LatestOnlyWorker(self._process, on_error=self._worker_error)

@@ -54,6 +54,7 @@ class NodeParams:
     checkpoint: str = ''
     text_space: str = ''
     device: str = 'auto'
+    cpu_threads: int = 0
     vocabulary: tuple[str, ...] = DRIVING
     prompt_templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 5
@@ -100,6 +101,8 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec('text_space', READ_ONLY, "Text space spec, e.g. 'openclip:ViT-B-16:/path/weights.safetensors' "
               "or 'minilm'; '' = the one named in the checkpoint's model card."),
     ParamSpec('device', READ_ONLY, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
+    ParamSpec('cpu_threads', READ_ONLY, 'torch CPU threads (0 = torch default). On a small CPU, 1 keeps a '
+              'core free for the executor; oversubscribed threads are much slower.', int_range=(0, 256)),
     ParamSpec('vocabulary', DYNAMIC, 'Labels to choose from (free text, unique, non-empty).'),
     ParamSpec('prompt_templates', DYNAMIC, "Prompts per label, each with one '{}'; embeddings are averaged."),
     ParamSpec('top_k', DYNAMIC, 'Labels reported per object (capped at the vocabulary size).',

@@ -36,6 +36,14 @@ WINDOWS = (
     'stamp_to_publish',  # header stamp -> labels published, node clock (needs synced clocks)
 )
 
+# Counters always reported (0 until something happens), so monitors and tests can rely on the keys.
+COUNTERS = (
+    'clouds_received', 'boxes_received', 'frames_published', 'frames_failed', 'frames_skipped_too_many_boxes',
+    'frames_skipped_frame_mismatch', 'clouds_malformed', 'clouds_empty', 'points_nonfinite', 'boxes_total',
+    'objects_labelled', 'objects_no_points', 'objects_invalid_box', 'objects_below_threshold',
+    'parameters_rejected', 'vocabulary_updates', 'vocabulary_update_failures',
+)
+
 STATUS_COUNTER = {
     ObjectStatus.OK: 'objects_labelled',
     ObjectStatus.NO_POINTS: 'objects_no_points',
@@ -105,12 +113,19 @@ def load_model(params: NodeParams) -> LoadedModel:
     from blendclip_core.checkpoint import default_checkpoint_path
     from blendclip_core.classifier import ZeroShotClassifier
 
+    if params.cpu_threads:
+        import torch
+
+        torch.set_num_threads(params.cpu_threads)
     path = params.checkpoint or default_checkpoint_path()
     if not path:
         raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
     classifier = ZeroShotClassifier.from_checkpoint(
         path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
-        **({'text_space': params.text_space} if params.text_space else {}))
+        text_space=params.text_space or None, top_k=params.top_k)
+    channels = int(getattr(classifier.encoder, 'in_channels', 3))
+    if channels != 3:
+        raise ValueError(f'{path}: the encoder takes {channels} input channels; the node feeds xyz only')
     return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec)
 
 
@@ -165,8 +180,11 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
                        "qz qw'] or publish the boxes in the cloud's frame")
         return out
     try:
-        xyz = cloud_to_xyz(cloud_msg)
-        points, dropped = xyz.points, xyz.dropped
+        if int(cloud_msg.width) * int(cloud_msg.height) == 0:
+            points, dropped = np.zeros((0, 3), np.float32), 0  # nothing to read (cloud_to_xyz needs >= 1)
+        else:
+            xyz = cloud_to_xyz(cloud_msg)
+            points, dropped = xyz.points, xyz.dropped
     except MalformedCloudError as exc:
         # Answer every box (no usable points) rather than go silent: downstream sees the frame.
         points, dropped = np.zeros((0, 3), np.float32), 0

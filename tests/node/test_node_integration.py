@@ -1,0 +1,276 @@
+"""The node in its own process, started from launch/blendclip.launch.py by the launch runner (same
+executable, same --ros-args as `ros2 launch`), talking real rclpy to this test process.
+
+One node process serves every test of this module (starting torch + the text model costs seconds);
+tests run in file order and each leaves the node active with the test vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+import numpy as np
+import pytest
+import rclpy
+from lifecycle_msgs.msg import Transition
+from node_harness import (
+    EGO_FRAME,
+    TEST_VOCABULARY,
+    NodeClient,
+    child_env,
+    double,
+    integer,
+    load_sample,
+    plan_launch,
+    sample_cloud,
+    string,
+    string_array,
+    write_params,
+)
+
+from blendclip_core.geometry import Boxes
+from blendclip_core.types import ObjectStatus
+
+START_TIMEOUT = 120.0  # torch + MiniLM import on a busy 2-core machine
+
+
+@pytest.fixture(scope='module')
+def node_process(tiny_checkpoint, tmp_path_factory):
+    from blendclip_ros import launch_runner
+
+    tmp = tmp_path_factory.mktemp('node')
+    params = write_params(tmp / 'params.yaml', tiny_checkpoint)
+    plan = plan_launch('blendclip.launch.py', params_file=str(params), device='cpu')
+    log_path = tmp / 'node.log'
+    with open(log_path, 'wb') as log:
+        procs = launch_runner.start(plan, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = procs[0]
+    try:
+        yield proc, plan, log_path
+    finally:
+        codes = launch_runner.stop(procs)
+        print(log_path.read_text()[-3000:])
+    assert codes == [0], f'node exit codes {codes}'
+
+
+@pytest.fixture(scope='module')
+def client(node_process):
+    proc, _, log_path = node_process
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    c = NodeClient(context)
+    try:
+        if not c.wait_active(START_TIMEOUT):
+            pytest.fail(f'node did not become active (alive={proc.poll() is None}):\n'
+                        f'{log_path.read_text()[-3000:]}')
+        yield c
+    finally:
+        c.close()
+        rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope='module')
+def sample():
+    return load_sample()
+
+
+def _assert_answers_boxes(labels, boxes: Boxes, header_stamp: int | None = None):
+    assert labels is not None, 'frame not answered'
+    assert [o.id for o in labels.objects] == list(boxes.ids)
+    got_c = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in labels.objects])
+    got_q = np.array([[o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w]
+                      for o in labels.objects])
+    got_s = np.array([[o.size.x, o.size.y, o.size.z] for o in labels.objects])
+    np.testing.assert_array_equal(got_c.reshape(-1, 3), boxes.centers)  # float64 copied, not recomputed
+    np.testing.assert_array_equal(got_q.reshape(-1, 4), boxes.quaternions)
+    np.testing.assert_array_equal(got_s.reshape(-1, 3), boxes.sizes)
+    assert [o.detector_label for o in labels.objects] == list(boxes.detector_labels)
+
+
+def test_launch_runner_starts_node_with_launch_arguments(node_process, client):
+    proc, plan, _ = node_process
+    node = plan.nodes[0]
+    assert proc.args[0].endswith('blendclip_node') and proc.args[1:] == node.ros_args()
+    assert '__node:=blendclip' in proc.args and 'device:=cpu' in proc.args
+    assert client.vocabularies[-1].labels == TEST_VOCABULARY
+    assert client.vocabularies[-1].text_space.startswith('minilm:')
+
+
+def test_every_frame_answered_one_object_per_box(client, sample):
+    points, boxes, ann = sample
+    cloud = sample_cloud(points)
+    recount = np.array([o['points_in_box_recount'] for o in ann['objects']])
+    for _ in range(3):
+        stamp = client.next_stamp()
+        labels = client.frame(cloud, boxes, stamp=stamp)
+        _assert_answers_boxes(labels, boxes)
+        assert labels.header.frame_id == 'LIDAR_TOP' and labels.model == 'tiny-node-test'
+        assert labels.header.stamp.sec * 10**9 + labels.header.stamp.nanosec == stamp
+        assert labels.vocabulary_version == client.vocabularies[-1].version
+        num_points = np.array([o.num_points for o in labels.objects])
+        np.testing.assert_array_equal(num_points, recount)  # cropped from the cloud we sent
+        status = np.array([o.status for o in labels.objects])
+        assert set(status) <= {ObjectStatus.OK, ObjectStatus.NO_POINTS}
+        assert (status == ObjectStatus.NO_POINTS).sum() == (recount == 0).sum()
+        for o in labels.objects:
+            if o.status == ObjectStatus.OK:
+                assert o.label in TEST_VOCABULARY and 0 < o.score <= 1 and o.label == o.top_k[0].label
+                assert len(o.top_k) == 5 and [h.score for h in o.top_k] == sorted(
+                    (h.score for h in o.top_k), reverse=True)
+            else:
+                assert o.label == '' and math.isnan(o.score) and not o.top_k
+    counters = client.wait_counter('frames_published', 3)
+    assert counters['frames_dropped'] == 0 and counters['objects_labelled'] >= 3 * (recount > 0).sum()
+    assert counters['ros_overhead_samples'] >= 3 and counters['model_ms_p50'] > 0
+
+
+def test_vocabulary_change_through_parameter_service(client, sample):
+    points, boxes, _ = sample
+    cloud = sample_cloud(points)
+    before = client.frame(cloud, boxes)
+    new_vocab = ['kick scooter', 'mailbox', 'dog']
+    n_vocab = len(client.vocabularies)
+    result = client.set_parameter('vocabulary', string_array(new_vocab))
+    assert result.successful, result.reason
+    # every frame sent after the change is labelled with the new vocabulary (re-embedded in the worker)
+    for _ in range(2):
+        labels = client.frame(cloud, boxes)
+        _assert_answers_boxes(labels, boxes)
+        assert labels.vocabulary_version != before.vocabulary_version
+        ok = [o for o in labels.objects if o.status == ObjectStatus.OK]
+        assert ok and all(o.label in new_vocab for o in ok) and all(len(o.top_k) == 3 for o in ok)
+    assert client.spin_until(lambda: len(client.vocabularies) > n_vocab, 10)
+    assert client.vocabularies[-1].labels == new_vocab
+    assert client.vocabularies[-1].version == labels.vocabulary_version
+
+    # thresholds are dynamic too
+    assert client.set_parameter('score_threshold', double(0.99)).successful
+    labels = client.frame(cloud, boxes)
+    assert {o.status for o in labels.objects} <= {ObjectStatus.BELOW_THRESHOLD, ObjectStatus.NO_POINTS}
+    assert client.set_parameter('score_threshold', double(0.0)).successful
+    assert client.set_parameter('top_k', integer(2)).successful
+    labels = client.frame(cloud, boxes)
+    assert max(len(o.top_k) for o in labels.objects) == 2
+
+    # invalid values are rejected with a reason and change nothing
+    rejected = {
+        'vocabulary': (string_array([]), 'at least one'),
+        'prompt_templates': (string_array(['no placeholder']), '{}'),
+        'top_k': (integer(0), ''),
+        'device': (string('cuda'), 'read-only'),
+        'cloud_topic': (string('/other'), 'configure'),
+    }
+    for name, (value, reason) in rejected.items():
+        result = client.set_parameter(name, value)
+        assert not result.successful, name
+        assert reason in result.reason, (name, result.reason)
+    twice = client.set_parameter('vocabulary', string_array(['car', 'Car']))
+    assert not twice.successful and 'twice' in twice.reason
+    labels = client.frame(cloud, boxes)
+    assert all(o.label in new_vocab for o in labels.objects if o.status == ObjectStatus.OK)
+
+    assert client.set_parameter('vocabulary', string_array(TEST_VOCABULARY)).successful
+    assert client.set_parameter('top_k', integer(5)).successful
+    assert client.frame(cloud, boxes).vocabulary_version == before.vocabulary_version
+    counters = client.wait_counter('vocabulary_updates', 2)
+    assert counters['parameters_rejected'] >= 4  # read-only and range ones are refused by rclpy itself
+
+
+def test_bad_inputs_are_answered_or_counted_and_node_keeps_serving(client, sample):
+    from blendclip_ros.conversions import array_to_cloud, points_to_cloud
+
+    points, boxes, ann = sample
+    good = sample_cloud(points)
+    few = boxes.subset(slice(0, 3))
+
+    # empty cloud -> every box answered, no points
+    labels = client.frame(points_to_cloud(np.zeros((0, 3)), frame_id='LIDAR_TOP'), few)
+    _assert_answers_boxes(labels, few)
+    assert {o.status for o in labels.objects} == {ObjectStatus.NO_POINTS}
+    client.wait_counter('clouds_empty', 1)
+
+    # a cloud without x/y/z -> answered without points, counted as malformed
+    no_xyz = np.zeros(100, dtype=[('a', np.float32), ('b', np.float32), ('c', np.float32)])
+    labels = client.frame(array_to_cloud(no_xyz, frame_id='LIDAR_TOP'), few)
+    assert {o.status for o in labels.objects} == {ObjectStatus.NO_POINTS}
+    client.wait_counter('clouds_malformed_missing_field', 1)
+
+    # data shorter than width * point_step
+    short = sample_cloud(points)
+    short.width += 10
+    short.row_step = short.width * short.point_step
+    labels = client.frame(short, few)
+    assert {o.status for o in labels.objects} == {ObjectStatus.NO_POINTS}
+    client.wait_counter('clouds_malformed_size', 1)
+
+    # NaN / inf points are dropped and counted; the rest of the frame is labelled as usual
+    bad_points = points.copy()
+    bad_points[:1000, 0] = np.nan
+    bad_points[1000:1500, 2] = np.inf
+    labels = client.frame(sample_cloud(bad_points), boxes)
+    _assert_answers_boxes(labels, boxes)
+    client.wait_counter('points_nonfinite', 1500)
+
+    # zero, negative and non-finite boxes -> INVALID_BOX; a box far from every point -> NO_POINTS
+    weird = Boxes(np.array([[0, 0, 0], [1, 1, 1], [np.nan, 0, 0], [500, 500, 0], boxes.centers[18]]),
+                  np.array([[0, 1, 1], [-1, 2, 2], [1, 1, 1], [4, 2, 2], boxes.sizes[18]]),
+                  np.array([[0, 0, 0, 1]] * 4 + [boxes.quaternions[18]]),
+                  ('zero', 'neg', 'nan', 'far', 'truck'), 'LIDAR_TOP')
+    labels = client.frame(good, weird)
+    _assert_answers_boxes(labels, weird)
+    assert [o.status for o in labels.objects] == [ObjectStatus.INVALID_BOX] * 3 + [ObjectStatus.NO_POINTS,
+                                                                                    ObjectStatus.OK]
+
+    # 10,000 boxes (over max_boxes) -> skipped and counted
+    rng = np.random.default_rng(0)
+    many = Boxes.from_yaw(rng.uniform(-40, 40, (10_000, 3)), np.ones((10_000, 3)), rng.uniform(-3, 3, 10_000),
+                          frame_id='LIDAR_TOP')
+    stamp = client.send(good, many)
+    client.wait_counter('frames_skipped_too_many_boxes', 1)
+    assert stamp not in client.labels
+
+    # boxes in a frame with no transform to the cloud's -> skipped with a warning, counted
+    stamp = client.send(good, Boxes(few.centers, few.sizes, few.quaternions, few.ids, 'map'))
+    client.wait_counter('frames_skipped_frame_mismatch', 1)
+    assert stamp not in client.labels
+
+    # boxes in the ego frame with the static transform given -> cropped as in LIDAR_TOP
+    m = np.array(ann['lidar2ego'])
+    ego_boxes = boxes.transformed(m[:3, :3], m[:3, 3], EGO_FRAME)
+    labels = client.frame(good, ego_boxes)
+    _assert_answers_boxes(labels, ego_boxes)
+    recount = np.array([o['points_in_box_recount'] for o in ann['objects']])
+    num_points = np.array([o.num_points for o in labels.objects])
+    assert (num_points == recount).sum() >= len(recount) - 2, list(zip(num_points, recount))
+
+    # a stale stamp (older than the last frame) -> dropped and counted
+    before = client.counters().get('sync_stale', 0)
+    client.send(good, few, stamp=client._last_stamp - 5_000_000_000)
+    client.wait_counter('sync_stale', before + 1)
+
+    # clouds and boxes whose stamps never match -> not paired, evicted, counted
+    before = client.counters().get('sync_evicted_unpaired', 0)
+    t = client.next_stamp()
+    client.send(good, few, stamp=t, cloud_stamp=t - 1000)
+    labels = client.frame(good, boxes)  # the next good frame evicts the unpaired pair
+    _assert_answers_boxes(labels, boxes)
+    client.wait_counter('sync_evicted_unpaired', before + 2)
+
+    # the node is alive, still answering, and counted every frame that failed (none)
+    counters = client.counters()
+    assert counters['frames_failed'] == 0 and counters['worker_failed'] == 0
+    assert counters['state'] == 'active'
+
+
+def test_lifecycle_deactivate_stops_and_activate_resumes(client, sample):
+    points, boxes, _ = sample
+    cloud = sample_cloud(points)
+    assert client.transition(Transition.TRANSITION_DEACTIVATE)
+    assert client.frame(cloud, boxes, timeout=1.5) is None  # unsubscribed: nothing answered
+    client.spin_until(lambda: client.counters().get('state') == 'inactive', 5)
+    assert client.counters()['state'] == 'inactive'
+    assert client.transition(Transition.TRANSITION_ACTIVATE)
+    assert client.spin_until(lambda: client.cloud_pub.get_subscription_count() > 0
+                             and client.boxes_pub.get_subscription_count() > 0, 10)
+    _assert_answers_boxes(client.frame(cloud, boxes), boxes)
