@@ -225,19 +225,24 @@ class ZeroShotClassifier:
     # ---------------------------------------------------------------------------------- construction
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, labels: Sequence[str] | None = None,
+    def from_checkpoint(cls, path: str | Path | None, labels: Sequence[str] | None = None,
                         templates: Sequence[str] | None = None, *, vocabulary: Sequence[str] | None = None,
                         device: str = 'auto', text_space: TextSpace | str | None = None, top_k: int = 5,
                         logit_scale: float | None = None, cache_dir: str | Path | None = None,
                         ) -> ZeroShotClassifier:
         """Encoder and model card from a checkpoint; the text space from the card (or given).
 
-        labels (alias `vocabulary`) default to the driving vocabulary, templates to the card's.
+        path None: the packaged default model. labels (alias `vocabulary`) default to the driving
+        vocabulary, templates to the card's.
         A text cache shipped beside the checkpoint (<name>.text_cache.npz) answers known prompts
         without loading the text model.
         """
-        from blendclip_core.checkpoint import load_checkpoint
+        from blendclip_core.checkpoint import default_checkpoint_path, load_checkpoint
 
+        if path is None or str(path) == '':
+            path = default_checkpoint_path()
+            if path is None:
+                raise ClassifierError('no checkpoint given and no packaged default model found')
         path = Path(path)
         encoder, card = load_checkpoint(path, map_location='cpu')
         if isinstance(text_space, str) or text_space is None:

@@ -63,6 +63,13 @@ class TextSpace(ABC):
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, dim) float32 L2-normalised embeddings on the CPU."""
 
+    def encode_vocabulary(self, labels: Sequence[str], templates: Sequence[str],
+                          cache_dir=None) -> torch.Tensor:
+        """(V, dim) class embeddings: `embed_vocabulary(self, labels, templates, cache_dir)`."""
+        from blendclip_core.text_space.cache import embed_vocabulary
+
+        return embed_vocabulary(self, labels, templates, cache_dir)
+
     @property
     def cache_key(self) -> str:
         return f'{self.spec}|{self.weights_id}'

@@ -115,3 +115,8 @@ def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
     (tmp_path / 'bad.npz').write_bytes(b'nope')
     with pytest.raises(TextSpaceError):
         TextEmbeddingCache.load(tmp_path / 'bad.npz')
+
+
+def test_encode_vocabulary_method_matches_function(minilm):
+    torch.testing.assert_close(minilm.encode_vocabulary(['bus'], ['a {}']),
+                               embed_vocabulary(minilm, ['bus'], ['a {}']))
