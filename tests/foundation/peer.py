@@ -26,8 +26,9 @@ from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus, Predictions
 from blendclip_ros.conversions import array_to_cloud, cloud_to_xyz, labelled_objects_to_msg
 
-# Sensor-data style: what LiDAR drivers publish and what the default Fast DDS SHM segment drops.
-QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Best effort like sensor-data QoS (what the default Fast DDS SHM segment drops); the depth keeps a
+# starved subscriber (busy 2-core CI machine) from discarding samples the transport did deliver.
+QOS = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
 CLOUD_LAYOUT = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4'),
                          ('ring', '<u2'), ('time', '<f8')])
 
