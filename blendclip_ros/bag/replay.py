@@ -33,6 +33,7 @@ NOT_WAITED_FOR = frozenset({'/tf', '/tf_static', '/clock'})
 NODE_INPUT_TYPES = frozenset({'sensor_msgs/msg/PointCloud2', 'blendclip/msg/DetectedBoxArray',
                               'vision_msgs/msg/Detection3DArray'})
 MAX_LATCHED_DEPTH = 1000
+CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz between messages, as `ros2 bag play --clock` defaults to
 
 
 class ReplayError(RuntimeError):
@@ -175,15 +176,31 @@ class Replayer:
                 return
             if wall0 is None:
                 wall0, bag0 = time.monotonic(), t
-            delay = wall0 + (t - bag0) * 1e-9 / self.config.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if self.clock_pub is not None:
-                msg = self._clock_cls()
-                msg.clock.sec, msg.clock.nanosec = t // 10**9, t % 10**9
-                self.clock_pub.publish(msg)
+            self._wait_until(t, wall0, bag0, should_stop)
+            self._publish_clock(t)
             self.publishers[conn.topic].publish(bytes(raw))
             self.stats.published[conn.topic] += 1
+
+    def _wait_until(self, t_ns: int, wall0: float, bag0: int, should_stop) -> None:
+        """Sleep until bag time `t_ns` is due; with --clock keep /clock ticking meanwhile, like
+        `ros2 bag play --clock` does, so sim-time timers run between sparse messages."""
+        deadline = wall0 + (t_ns - bag0) * 1e-9 / self.config.rate
+        while not should_stop():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self.clock_pub is None:
+                time.sleep(deadline - now)
+                return
+            time.sleep(min(deadline - now, CLOCK_PERIOD_S))
+            elapsed_ns = int((time.monotonic() - wall0) * self.config.rate * 1e9)
+            self._publish_clock(min(bag0 + elapsed_ns, t_ns))  # never past the next message
+
+    def _publish_clock(self, t_ns: int) -> None:
+        if self.clock_pub is not None:
+            msg = self._clock_cls()
+            msg.clock.sec, msg.clock.nanosec = t_ns // 10**9, t_ns % 10**9
+            self.clock_pub.publish(msg)
 
     def _flush(self) -> None:
         """Give reliable subscribers time to receive the last messages before the node goes away."""
