@@ -73,13 +73,15 @@ def rclpy_roundtrip(topics: dict) -> int:
     return n
 
 
-@pytest.fixture(scope='module', params=[('mcap', 9), ('sqlite3', 8)], ids=['mcap-v9', 'sqlite3-v8'])
+@pytest.fixture(scope='module', params=[('mcap', 9, 'kilted'), ('sqlite3', 8, 'humble')],
+                ids=['mcap-v9-kilted', 'sqlite3-v8-humble'])
 def dataroot_bag(request, dataroot, tmp_path_factory):
     root, info = dataroot
-    storage, version = request.param
+    storage, version, distro = request.param
     out = tmp_path_factory.mktemp('bags') / f'gen_{storage}'
     rc = nuscenes2bag.main([str(out), '--dataroot', str(root), '--version', info['version'], '--cameras',
-                            '--storage', storage, '--bag-version', str(version), '--no-progress'])
+                            '--storage', storage, '--bag-version', str(version), '--distro', distro,
+                            '--no-progress'])
     assert rc == 0
     return out, storage, version
 
