@@ -130,3 +130,32 @@ def test_from_checkpoint_uses_card_and_shipped_text_cache(classifier, tiny_clip,
     np.testing.assert_array_equal(shipped.classify(batch).indices, clf.classify(batch).indices)
     shipped.set_vocabulary(['car', 'dog'])  # 'dog' is not shipped: the real space loads now
     assert shipped.text_space.loads == 1
+
+
+def test_vocabulary_swaps_are_atomic_under_concurrent_classify(classifier):
+    import threading
+
+    batch = _objects(np.random.default_rng(6), [40, 80, 20])
+    vocabularies = [['car', 'bus'], ['dog', 'bench', 'stroller', 'traffic sign']]
+    versions = {}
+    for v in vocabularies:
+        versions[classifier.set_vocabulary(v).version] = tuple(v)
+    stop, errors, seen = threading.Event(), [], set()
+
+    def worker():
+        while not stop.is_set():
+            pred = classifier.classify(batch)
+            seen.add(pred.vocabulary_version)
+            if versions.get(pred.vocabulary_version) != pred.vocabulary or pred.indices.max() >= len(
+                    pred.vocabulary):
+                errors.append(pred.vocabulary_version)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        for i in range(12):
+            classifier.set_vocabulary(vocabularies[i % 2])
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors and seen <= set(versions)
