@@ -430,3 +430,62 @@ def _apply_corruptions(root, tables, result, corrupt, n_samples, n_sweeps) -> No
         sweep = frames[n_sweeps - 1]
         (root / sweep['file']).unlink()
         result['corrupted']['missing_sweep'] = {'file': sweep['file'], 'sample': samples[0]}
+
+
+def _wxyz_to_matrix(wxyz) -> np.ndarray:
+    from pyquaternion import Quaternion
+
+    return Quaternion(wxyz).rotation_matrix
+
+
+TRUCK_LIDARS = {'LIDAR_LEFT': ([1.2, 0.9, 2.1], 0.6), 'LIDAR_RIGHT': ([1.2, -0.9, 2.1], -0.6)}
+
+
+def nuscenes_to_truckscenes(nusc_root: Path, out_root: Path, version: str = 'v1.0-mini') -> None:
+    """Write a TruckScenes-format root (truckscenes-devkit loadable) from a generated nuScenes root.
+
+    Every LIDAR_TOP frame becomes two LiDARs, LIDAR_LEFT (ego y >= 0) and LIDAR_RIGHT (ego y < 0), with
+    their own mounting poses (`TRUCK_LIDARS`) and .pcd files (x, y, z, intensity), same timestamps and
+    ego poses; cameras, boxes and all other records are kept, the TruckScenes-only tables are empty.
+    The union of both LiDARs is exactly the generated cloud, so the generator's counts still hold.
+    """
+    import shutil
+
+    import pypcd4
+
+    nusc_root, out_root = Path(nusc_root), Path(out_root)
+    tables = {p.stem: json.loads(p.read_text()) for p in (nusc_root / version).glob('*.json')}
+    top_sensor = next(s['token'] for s in tables['sensor'] if s['channel'] == 'LIDAR_TOP')
+    top_calib = next(c for c in tables['calibrated_sensor'] if c['sensor_token'] == top_sensor)
+    r_top, t_top = _wxyz_to_matrix(top_calib['rotation']), np.array(top_calib['translation'])
+    tables['sensor'] = [s for s in tables['sensor'] if s['token'] != top_sensor]
+    tables['calibrated_sensor'] = [c for c in tables['calibrated_sensor'] if c['token'] != top_calib['token']]
+    for chan, (trans, yaw) in TRUCK_LIDARS.items():
+        q = np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)])
+        tables['sensor'].append({'token': f's-{chan}', 'channel': chan, 'modality': 'lidar'})
+        tables['calibrated_sensor'].append({'token': f'c-{chan}', 'sensor_token': f's-{chan}',
+                                            'translation': trans, 'rotation': q.tolist(),
+                                            'camera_intrinsic': []})
+    old = [sd for sd in tables['sample_data'] if sd['calibrated_sensor_token'] == top_calib['token']]
+    tables['sample_data'] = [sd for sd in tables['sample_data'] if sd not in old]
+    (out_root / 'samples').mkdir(parents=True)
+    for sd in old:
+        pts = np.fromfile(nusc_root / sd['filename'], np.float32).reshape(-1, 5)
+        ego = pts[:, :3].astype(np.float64) @ r_top.T + t_top
+        for chan, (trans, yaw) in TRUCK_LIDARS.items():
+            keep = ego[:, 1] >= 0 if chan == 'LIDAR_LEFT' else ego[:, 1] < 0
+            local = (ego[keep] - trans) @ _rot_z(yaw)
+            name = f'samples/{chan}_{sd["timestamp"]}.pcd'
+            cloud = np.column_stack([local, pts[keep, 3]]).astype(np.float32)
+            pypcd4.PointCloud.from_xyzi_points(cloud).save(out_root / name)
+            rename = {'prev': sd['prev'], 'next': sd['next'], 'token': sd['token']}
+            tables['sample_data'].append({**sd, 'calibrated_sensor_token': f'c-{chan}', 'filename': name,
+                                          'fileformat': 'pcd',
+                                          **{k: f'{v}-{chan}' if v else '' for k, v in rename.items()}})
+    for name in ('ego_motion_cabin', 'ego_motion_chassis', 'weather_annotation'):
+        tables[name] = []
+    (out_root / version).mkdir()
+    for name, rows in tables.items():
+        (out_root / version / f'{name}.json').write_text(json.dumps(rows))
+    shutil.copytree(nusc_root / 'samples' / 'CAM_FRONT', out_root / 'samples' / 'CAM_FRONT')
+    shutil.copytree(nusc_root / 'samples' / 'CAM_BACK', out_root / 'samples' / 'CAM_BACK')

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from tests.helpers.nuscenes_dataroot import make_nuscenes_dataroot
+from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
 nuscenes = pytest.importorskip('nuscenes')
 from nuscenes import NuScenes  # noqa: E402

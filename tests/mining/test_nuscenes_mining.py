@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 from PIL import Image
 
 from blendclip_core.data.shards import iter_shards, read_index
@@ -16,7 +17,6 @@ from blendclip_core.mining.nuscenes import nuscenes_frame, open_nuscenes
 from blendclip_core.mining.objects import MineConfig, mine_frame
 from blendclip_core.mining.run import RunConfig, run_mining
 from blendclip_core.mining.sweeps import crop_sweeps, load_lidar_bin, stack_sweeps
-from tests.helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
 pytest.importorskip('nuscenes')
 
@@ -158,9 +158,8 @@ def test_labels_void_flags_and_captions(generated):
 
 
 def test_category_maps_equal_the_devkits():
+    from helpers.nuscenes_dataroot import CATEGORIES
     from nuscenes.eval.detection.utils import category_to_detection_name as nusc_map
-
-    from tests.helpers.nuscenes_dataroot import CATEGORIES
 
     for cat in CATEGORIES:
         assert coarse_label(cat) == (nusc_map(cat) or '')

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
 from blendclip_core.mining.objects import MineConfig
 from blendclip_core.mining.run import PROGRESS_DIR, RunConfig, run_mining
-from tests.helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
 pytest.importorskip('nuscenes')
 REPO = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 from PIL import Image
 
 from blendclip_core.data.datasets import TripletDataset
@@ -19,7 +20,6 @@ from blendclip_core.data.shards import (
 from blendclip_core.data.triplet import Triplet
 from blendclip_core.mining.objects import MineConfig
 from blendclip_core.mining.run import RunConfig, run_mining
-from tests.helpers.nuscenes_dataroot import make_nuscenes_dataroot
 
 pytest.importorskip('nuscenes')
 
