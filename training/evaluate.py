@@ -66,11 +66,12 @@ def rank_labels(labels: Sequence[str], protocol: Protocol, k: int, closed_set: b
 
 def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes', min_points: int = 1,
                           closed_set: bool = False, out_dir: str | Path | None = None,
-                          bev_stamp_ns: int | None = None) -> dict:
+                          bev_stamp_ns: int | None = None, predictions_topic: str = '/blendclip/objects',
+                          ground_truth_topic: str = '/ground_truth/categories') -> dict:
     """Evaluate a labelled bag; returns every number (and writes the files when out_dir is given)."""
     from blendclip_ros.bag.labelled import read_labelled_bag
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    bag = read_labelled_bag(path)
+    bag = read_labelled_bag(path, predictions_topic, ground_truth_topic)
     kmax = max(TOPK)
     order, targets, keys = [], [], []
     skipped = {'outside_classes': 0, 'out_of_range': 0, 'below_min_points': 0}
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--closed-set', action='store_true',
                    help='bags: rank only labels that are protocol classes (drop others from the top-k)')
     p.add_argument('--bev-stamp', type=int, help='bags: header stamp (ns) of the frame to draw')
+    p.add_argument('--predictions-topic', default='/blendclip/objects', help='bags: the labels')
+    p.add_argument('--ground-truth-topic', default='/ground_truth/categories', help='bags: the truth')
     p.add_argument('--checkpoint', help="shards: point-encoder checkpoint ('' = packaged default)")
     p.add_argument('--text-space', help="shards: text space spec (default: the checkpoint's)")
     p.add_argument('--split', help='shards: split to evaluate (e.g. val)')
@@ -241,7 +244,8 @@ def main(argv=None) -> int:
     try:
         if args.bag is not None:
             summary = evaluate_labelled_bag(args.bag, args.protocol, args.min_points, args.closed_set,
-                                            args.out, args.bev_stamp)
+                                            args.out, args.bev_stamp, args.predictions_topic,
+                                            args.ground_truth_topic)
         else:
             summary = evaluate_shards(args.shards, args.checkpoint or None, args.protocol, args.split,
                                       args.min_points, args.text_space, args.device, out_dir=args.out)
