@@ -7,14 +7,16 @@ Two backends compute the same function:
 - 'torch': pads the objects and loops over FPS steps with every object at once (CPU and fallback);
 - 'triton' (CUDA): one program per object keeps its points on chip for all FPS steps, and kNN selects
   the group by repeated arg-min over a tile of centres x points; no per-step launches, no padding.
-Distances are (dx*dx + dy*dy) + dz*dz in float32 in both, ties go to the lowest index, so both agree
-except where two distances differ by a rounding step.
+Distances are (dx*dx + dy*dy) + dz*dz in float32 in both (no FMA contraction), ties go to the lowest
+index, so both give the same indices (the centroid of the 'farthest' start is summed in a different
+order, which can only matter for a near-tie of the first centre).
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 try:  # triton is optional: CPU installs and tests run without it
@@ -52,37 +54,74 @@ def _warps(block: int) -> int:
 
 def pad_packed(points: torch.Tensor, offsets: torch.Tensor, n_max: int,
                fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, C) packed -> (n, n_max, C) padded with `fill`, and the (n, n_max) validity mask."""
+    """(T, C) packed -> (n, n_max, C) padded with `fill`, and the (n, n_max) validity mask.
+    Rows after offsets[-1] (spare rows of a padded buffer) are ignored, without reading sizes back."""
     n = offsets.numel() - 1
-    counts = offsets.diff()
-    obj = torch.repeat_interleave(torch.arange(n, device=points.device), counts, output_size=points.shape[0])
-    pos = torch.arange(points.shape[0], device=points.device) - offsets[obj]
-    padded = points.new_full((n, n_max, points.shape[1]), fill)
+    rows = torch.arange(points.shape[0], device=points.device)
+    obj = torch.searchsorted(offsets[1:], rows, right=True)  # n for spare rows
+    pos = (rows - offsets[obj]).clamp(max=n_max - 1)
+    padded = points.new_full((n + 1, n_max, points.shape[1]), fill)  # object n collects spare rows
     padded[obj, pos] = points
-    valid = torch.arange(n_max, device=points.device)[None, :] < counts[:, None]
-    return padded, valid
+    valid = torch.arange(n_max, device=points.device)[None, :] < offsets.diff()[:, None]
+    return padded[:n], valid
 
 
-def _sqdist(px: torch.Tensor, py: torch.Tensor, pz: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Squared distances of points (.., N) to centres c (.., M, 3) -> (.., M, N), fixed evaluation order."""
-    dx = px[..., None, :] - c[..., :, 0:1]
-    dy = py[..., None, :] - c[..., :, 1:2]
-    dz = pz[..., None, :] - c[..., :, 2:3]
-    return dx * dx + dy * dy + dz * dz
+def _sqdist(planar: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared distances of points planar (n, 3, N) to centres c (n, M, 3) -> (n, M, N).
+
+    Evaluated as (dx*dx + dy*dy) + dz*dz with one rounding per operation, as the Triton kernels
+    (built without FMA contraction) do, so both backends give the same bits.
+    """
+    d = planar[:, None, 0, :] - c[..., 0:1]
+    d.mul_(d)
+    for axis in (1, 2):
+        t = planar[:, None, axis, :] - c[..., axis:axis + 1]
+        d.add_(t.mul_(t))
+    return d
 
 
 # ----------------------------------------------------------------------------------------------- FPS
 
+def _size_groups(offsets: torch.Tensor) -> tuple[list[np.ndarray], np.ndarray]:
+    """Objects grouped by point count (powers of two), so padding stays under 2x (torch path)."""
+    counts = offsets.diff().cpu().numpy()
+    key = np.where(counts > 0, np.ceil(np.log2(np.maximum(counts, 1))), -1)  # -1: empty, nothing to do
+    return [np.flatnonzero(key == v) for v in np.unique(key) if v >= 0], counts
+
+
+def _subset(offsets: torch.Tensor, objs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the given objects in the packed array, and their offsets once packed alone."""
+    off = offsets.cpu().numpy()
+    rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in objs])
+    sub = np.concatenate([[0], np.cumsum(off[objs + 1] - off[objs])])
+    return torch.from_numpy(rows).to(offsets.device), torch.from_numpy(sub).to(offsets.device)
+
+
 def _fps_torch(points: torch.Tensor, offsets: torch.Tensor, k: torch.Tensor, k_max: int, n_max: int,
                start: str) -> torch.Tensor:
+    groups, counts = _size_groups(offsets)
+    if len(groups) <= 1:
+        return _fps_torch_padded(points, offsets, k, k_max, n_max, start)
+    out = offsets[:-1, None].expand(len(counts), k_max).clone()
+    for g in groups:
+        rows, sub_off = _subset(offsets, g)
+        gi = torch.from_numpy(g).to(k.device)
+        km = min(k_max, int(k[gi].max()))
+        r = _fps_torch_padded(points[rows], sub_off, k[gi], km, int(counts[g].max()), start)
+        out[gi, :km] = rows[r]
+    return out
+
+
+def _fps_torch_padded(points: torch.Tensor, offsets: torch.Tensor, k: torch.Tensor, k_max: int,
+                      n_max: int, start: str) -> torch.Tensor:
     n = offsets.numel() - 1
     xyz, valid = pad_packed(points[:, :3].float(), offsets, max(n_max, 1))
-    px, py, pz = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    planar = xyz.transpose(1, 2).contiguous()  # (n, 3, N): contiguous rows per coordinate
     base = offsets[:-1]
     if start == 'farthest':
         count = valid.sum(1, keepdim=True).clamp(min=1).float()
         centroid = xyz.sum(1) / count
-        d0 = _sqdist(px, py, pz, centroid[:, None, :])[:, 0]
+        d0 = _sqdist(planar, centroid[:, None, :])[:, 0]
         cur = torch.where(valid, d0, -1.0).argmax(1)
     else:
         cur = torch.zeros(n, dtype=torch.long, device=points.device)
@@ -93,7 +132,7 @@ def _fps_torch(points: torch.Tensor, offsets: torch.Tensor, k: torch.Tensor, k_m
         take = k > i
         out[:, i] = torch.where(take, base + cur, out[:, i])
         c = xyz[rows, cur]
-        dist = torch.minimum(dist, _sqdist(px, py, pz, c[:, None, :])[:, 0])
+        torch.minimum(dist, _sqdist(planar, c[:, None, :])[:, 0], out=dist)
         cur = dist.argmax(1)
     return out
 
@@ -183,7 +222,7 @@ def farthest_point_sample(points: torch.Tensor, offsets: torch.Tensor, k: torch.
     out = offsets[:-1, None].expand(n, k_max).contiguous()
     block = _block(n_max)
     _fps_kernel[(n,)](pts, pts.stride(0), offsets, k, out, k_max, START_FARTHEST=start == 'farthest',
-                      BLOCK=block, num_warps=_warps(block))
+                      BLOCK=block, num_warps=_warps(block), enable_fp_fusion=False)
     return out
 
 
@@ -191,10 +230,27 @@ def farthest_point_sample(points: torch.Tensor, offsets: torch.Tensor, k: torch.
 
 def _knn_torch(points: torch.Tensor, offsets: torch.Tensor, centres: torch.Tensor, k: torch.Tensor,
                group_size: int, n_max: int) -> torch.Tensor:
+    groups, counts = _size_groups(offsets)
+    if len(groups) <= 1:
+        return _knn_torch_padded(points, offsets, centres, k, group_size, n_max)
+    n, k_max = centres.shape
+    out = offsets[:-1, None, None].expand(n, k_max, group_size).clone()
+    for g in groups:
+        rows, sub_off = _subset(offsets, g)
+        gi = torch.from_numpy(g).to(k.device)
+        km = min(k_max, int(k[gi].max()))
+        c = centres[gi, :km] - offsets[gi][:, None] + sub_off[:-1, None]
+        r = _knn_torch_padded(points[rows], sub_off, c, k[gi], group_size, int(counts[g].max()))
+        out[gi, :km] = rows[r]
+    return out
+
+
+def _knn_torch_padded(points: torch.Tensor, offsets: torch.Tensor, centres: torch.Tensor, k: torch.Tensor,
+                      group_size: int, n_max: int) -> torch.Tensor:
     n, k_max = centres.shape
     xyz, valid = pad_packed(points[:, :3].float(), offsets, max(n_max, group_size))
     c = points[centres.reshape(-1), :3].float().view(n, k_max, 3)
-    d = _sqdist(xyz[..., 0], xyz[..., 1], xyz[..., 2], c)
+    d = _sqdist(xyz.transpose(1, 2).contiguous(), c)
     d = d.masked_fill(~valid[:, None, :], torch.inf)
     vals, idx = d.topk(group_size, dim=-1, largest=False, sorted=True)
     idx = torch.where(torch.isinf(vals), idx[..., :1], idx)  # fewer than G points: repeat the nearest
@@ -218,5 +274,5 @@ def knn_group(points: torch.Tensor, offsets: torch.Tensor, centres: torch.Tensor
     bc = max(1, min(16, 4096 // block))
     _knn_kernel[(n, triton.cdiv(k_max, bc))](pts, pts.stride(0), offsets, k, centres.contiguous(), out,
                                              k_max, G=group_size, BC=bc, BLOCK=block,
-                                             num_warps=_warps(block * bc))
+                                             num_warps=_warps(block * bc), enable_fp_fusion=False)
     return out

@@ -17,7 +17,7 @@ from torch import nn
 
 from blendclip_core.encoder.config import EncoderConfig
 from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
-from blendclip_core.encoder.packing import Caps, DevicePlan, graph_caps, make_plan
+from blendclip_core.encoder.packing import Caps, DevicePlan, Plan, graph_caps, make_plan
 from blendclip_core.encoder.tokenizer import PatchEmbed
 from blendclip_core.encoder.transformer import Block
 from blendclip_core.types import ObjectBatch
@@ -45,6 +45,8 @@ class PointEncoder(nn.Module):
         self.grouping_backend = 'auto'  # 'torch' forces the pure-torch FPS/kNN
         self.attention_varlen = True  # False forces padded attention on CUDA too
         self._graphs: dict | None = None
+        self._graph_pool = None
+        self._staging = _Staging()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -83,10 +85,8 @@ class PointEncoder(nn.Module):
         if batch.points.shape[1] < self.in_channels:
             raise ValueError(f'model needs {self.in_channels} channels, batch has {batch.points.shape[1]}')
         device = torch.device(device) if device is not None else self.device
-        pts = torch.from_numpy(np.ascontiguousarray(batch.points[:, :self.in_channels]))
-        if device.type == 'cuda':
-            pts = pts.pin_memory()
-        return self._encode_packed(pts.to(device, non_blocking=True), batch.counts)
+        pts = batch.points[:, :self.in_channels]
+        return self._encode_packed(self._staging.upload(pts, device), batch.counts)
 
     def enable_cuda_graphs(self, enabled: bool = True) -> None:
         """Replay captured CUDA graphs in inference (eval, no grad, CUDA): one capture per rounded
@@ -101,11 +101,7 @@ class PointEncoder(nn.Module):
         nonempty = np.flatnonzero(counts > 0)
         if len(nonempty) == 0:
             return out
-        if len(nonempty) < len(counts):
-            offsets = np.concatenate([[0], np.cumsum(counts)])
-            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in nonempty])
-            points = points[torch.from_numpy(rows).to(points.device)]
-            counts = counts[nonempty]
+        counts = counts[nonempty]  # empty objects own no rows of `points`
         if counts.max() > self.config.max_points:
             points, counts = self._cap_points(points, counts)
         emb = self._run(points, counts).float()
@@ -135,8 +131,7 @@ class PointEncoder(nn.Module):
         use_graph = (self._graphs is not None and points.is_cuda and not self.training
                      and not torch.is_grad_enabled())
         if not use_graph:
-            plan = make_plan(counts, self.config)
-            return self._forward_plan(points, plan.to_device(points.device))[:plan.n]
+            return self._run_eager(points, counts)
         k = np.clip((self.config.patch_ratio * counts) // self.config.group_size,
                     self.config.min_patches, self.config.max_patches)
         caps = graph_caps(counts, k)
@@ -144,11 +139,25 @@ class PointEncoder(nn.Module):
         key = (caps, torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda'), points.device)
         runner = self._graphs.get(key)
         if runner is None:
-            runner = self._graphs[key] = _GraphRunner(self, caps, plan, points)
+            try:
+                runner = _GraphRunner(self, caps, plan, points)
+            except RuntimeError as e:  # e.g. an op that cannot be captured: stay correct, run eagerly
+                log.warning('CUDA graph capture failed (%s); running this size eagerly', e)
+                runner = False
+            self._graphs[key] = runner
+        if runner is False:
+            return self._run_eager(points, counts)
         return runner(points, plan)[:plan.n]
 
-    def _forward_plan(self, points: torch.Tensor, dp: DevicePlan) -> torch.Tensor:
-        """Everything on the device for one plan: (caps.n, embed_dim)."""
+    def _run_eager(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+        plan = make_plan(counts, self.config)
+        buf = self._staging.upload(plan.int_buffer, points.device, slot=1)
+        return self._forward_plan(points, buf, plan)[:plan.n]
+
+    def _forward_plan(self, points: torch.Tensor, plan_buf: torch.Tensor, plan: Plan) -> torch.Tensor:
+        """Everything on the device for one plan: (caps.n, embed_dim). Reads sizes only from plan.caps
+        and indices only from plan_buf, so a CUDA graph of it serves every plan with the same caps."""
+        dp = DevicePlan.from_buffer(plan_buf, plan)
         c, caps = self.config, dp.caps
         centres = farthest_point_sample(points, dp.offsets, dp.k, caps.k_max, caps.n_max, c.fps_start,
                                         self.grouping_backend)
@@ -173,31 +182,65 @@ class PointEncoder(nn.Module):
 
 
 class _GraphRunner:
-    """One captured CUDA graph of _forward_plan for fixed Caps; inputs are copied into its buffers."""
+    """One captured CUDA graph of _forward_plan for fixed Caps; inputs are copied into its buffers.
+    Graphs of one model share a memory pool: they never run concurrently and outputs are cloned."""
 
-    def __init__(self, model: PointEncoder, caps: Caps, plan, points: torch.Tensor) -> None:
+    def __init__(self, model: PointEncoder, caps: Caps, plan: Plan, points: torch.Tensor) -> None:
         dev = points.device
         self.points = torch.zeros((caps.points, points.shape[1]), dtype=points.dtype, device=dev)
-        self.plan_buf = torch.from_numpy(plan.int_buffer).to(dev)
+        self.plan_buf = torch.zeros(plan.int_buffer.shape, dtype=torch.int64, device=dev)
         self.model = model
         self._load(points, plan)
-        dp = DevicePlan.from_buffer(self.plan_buf, plan)
         stream = torch.cuda.Stream(dev)
         stream.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(stream):
             for _ in range(2):  # compile Triton kernels, settle the allocator
-                model._forward_plan(self.points, dp)
+                model._forward_plan(self.points, self.plan_buf, plan)
         torch.cuda.current_stream(dev).wait_stream(stream)
+        if model._graph_pool is None:
+            model._graph_pool = torch.cuda.graph_pool_handle()
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = model._forward_plan(self.points, dp)
-        log.debug('captured encoder CUDA graph for %s', caps)
+        with torch.cuda.graph(self.graph, pool=model._graph_pool):
+            self.out = model._forward_plan(self.points, self.plan_buf, plan)
+        log.info('captured an encoder CUDA graph for %s', caps)
 
-    def _load(self, points: torch.Tensor, plan) -> None:
+    def _load(self, points: torch.Tensor, plan: Plan) -> None:
         self.points[:points.shape[0]].copy_(points, non_blocking=True)
-        self.plan_buf.copy_(torch.from_numpy(plan.int_buffer), non_blocking=True)
+        self.model._staging.upload(plan.int_buffer, self.plan_buf.device, slot=1, out=self.plan_buf)
 
-    def __call__(self, points: torch.Tensor, plan) -> torch.Tensor:
+    def __call__(self, points: torch.Tensor, plan: Plan) -> torch.Tensor:
         self._load(points, plan)
         self.graph.replay()
         return self.out.clone()
+
+
+class _Staging:
+    """Reused pinned host buffers for host-to-device copies (pinning per call costs more than the copy).
+    A buffer is rewritten only after the copy that last read it has finished."""
+
+    def __init__(self) -> None:
+        self._host: dict[int, torch.Tensor] = {}
+        self._done: dict[int, torch.cuda.Event] = {}
+
+    def upload(self, array: np.ndarray, device: torch.device, slot: int = 0,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """numpy array -> tensor on device (or copied into `out`, a device tensor of its size)."""
+        src = torch.from_numpy(np.ascontiguousarray(array))
+        device = out.device if out is not None else device
+        if device.type != 'cuda':
+            return out.copy_(src) if out is not None else src.to(device)
+        nbytes = src.numel() * src.element_size()
+        if slot in self._done:
+            self._done[slot].synchronize()
+        host = self._host.get(slot)
+        if host is None or host.numel() < nbytes:
+            host = self._host[slot] = torch.empty(max(nbytes, 1 << 20), dtype=torch.uint8).pin_memory()
+        view = host[:nbytes].view(src.dtype).view(src.shape)
+        view.copy_(src)
+        if out is None:
+            out = view.to(device, non_blocking=True)
+        else:
+            out.copy_(view, non_blocking=True)
+        self._done[slot] = torch.cuda.Event()
+        self._done[slot].record()
+        return out

@@ -139,3 +139,24 @@ def test_cuda_matches_cpu_and_graphs_match_eager():
     torch.testing.assert_close(graph1, eager, atol=2e-2, rtol=2e-2)
     cos = torch.nn.functional.cosine_similarity(eager[[0, 2, 3, 4, 5, 6]], cpu[[0, 2, 3, 4, 5, 6]])
     assert (cos > 0.99).all(), cos
+
+
+def test_rounded_caps_plan_matches_exact_plan(tiny):
+    """The CUDA-graph path pads every size up (dummy objects, spare patch and token rows); checked
+    here on the CPU: the real objects' embeddings must not change."""
+    from blendclip_core.encoder.packing import Caps, graph_caps, make_plan
+
+    objs = random_objects([3, 40, 700, 1, 2500], seed=12)
+    b = batch_of(objs)
+    pts, counts = torch.from_numpy(b.points), b.counts
+    k = np.array([tiny.config.num_patches(c) for c in counts])
+    caps = graph_caps(counts, k)
+    assert caps.n >= 5 and caps.patches > k.sum() and caps.k_max >= k.max()
+    exact, padded = make_plan(counts, tiny.config), make_plan(counts, tiny.config, caps)
+    big = torch.cat([pts, torch.randn(caps.points - len(pts), 3)])  # spare rows hold garbage
+    with torch.no_grad():
+        a = tiny._forward_plan(pts, torch.from_numpy(exact.int_buffer), exact)
+        p = tiny._forward_plan(big, torch.from_numpy(padded.int_buffer), padded)[:5]
+    torch.testing.assert_close(p, a, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match='smaller'):
+        make_plan(counts, tiny.config, Caps(n=2, k_max=1, patches=1, n_max=1, points=1))
