@@ -266,3 +266,23 @@ def test_workers_and_split_parts_give_the_same_bytes(tmp_path):
         assert data == (tmp_path / 'parts' / r['name']).read_bytes()
     assert (tmp_path / 'one' / 'index.json').read_bytes() == (tmp_path / 'two' / 'index.json').read_bytes()
     assert Path(tmp_path / 'one' / 'report' / 'points_per_object.png').is_file()
+
+
+def test_full_visibility_matches_the_devkit(generated):
+    """The camera choice rests on the devkit's BoxVisibility.ALL rule: same boxes, every camera."""
+    from nuscenes.utils.geometry_utils import BoxVisibility
+
+    from blendclip_core.mining.objects import box_corners, project_fully_visible
+
+    _, info, db = generated
+    compared = 0
+    for token in info['sample_tokens'][0]:
+        frame = nuscenes_frame(db, token, MineConfig(sweeps=1), 'scene-0001')
+        for cam in frame.cameras:
+            _, boxes, _ = db.get_sample_data(db.get('sample', token)['data'][cam.channel],
+                                             box_vis_level=BoxVisibility.ALL)
+            ours = {a.token for a in frame.annotations
+                    if project_fully_visible(box_corners(a.center, a.rotation, a.size_lwh), cam) is not None}
+            assert ours == {b.token for b in boxes}
+            compared += len(ours)
+    assert compared >= 10
