@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import shutil
 import statistics
@@ -36,7 +37,17 @@ def device_name(device: str) -> str:
     import torch
     if device.startswith('cuda') and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f'CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads'
+    return f'CPU: {cpu_model()}, {torch.get_num_threads()} torch threads'
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def bench_convert(work: Path, frames: int, repeats: int, cameras: bool) -> float:
@@ -128,7 +139,8 @@ def main(argv=None) -> int:
               'setup': {'frames': args.frames,
                         'points_per_frame': 'about 35k (34000 ground + 8 boxes x 50-400)',
                         'storage': 'mcap, rosbag2 v9', 'model': model, 'repeats': args.repeats,
-                        'note': 'shared 2-core machine: other jobs were running'}}
+                        'load_average_1m_at_end': round(os.getloadavg()[0], 2),
+                        'cpus': os.cpu_count()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + '\n')
     print(json.dumps(record, indent=2))
