@@ -7,7 +7,7 @@ import the rclpy message classes when called (importing this module loads no ROS
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,20 +41,33 @@ def boxes_from_labelled_msg(msg: Any) -> Boxes:
     return _boxes_from_items(list(msg.objects), msg.header.frame_id)
 
 
-def pose_msg(center: Iterable[float], quaternion: Iterable[float]):
+# Messages below are filled by attribute, not by keyword: rclpy's keyword constructor checks every
+# name and is several times slower, which adds up over 100 boxes at 10 Hz.
+
+def _fill_pose(pose: Any, center: Sequence[float], quaternion: Sequence[float]) -> Any:
+    p, q = pose.position, pose.orientation
+    p.x, p.y, p.z = float(center[0]), float(center[1]), float(center[2])
+    q.x, q.y, q.z, q.w = (float(quaternion[0]), float(quaternion[1]), float(quaternion[2]),
+                          float(quaternion[3]))
+    return pose
+
+
+def _fill_vector(vector: Any, values: Sequence[float]) -> Any:
+    vector.x, vector.y, vector.z = float(values[0]), float(values[1]), float(values[2])
+    return vector
+
+
+def pose_msg(center: Sequence[float], quaternion: Sequence[float]):
     """geometry_msgs/Pose from a centre (x, y, z) and a quaternion (x, y, z, w)."""
-    from geometry_msgs.msg import Point, Pose, Quaternion
+    from geometry_msgs.msg import Pose
 
-    x, y, z = (float(v) for v in center)
-    qx, qy, qz, qw = (float(v) for v in quaternion)
-    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+    return _fill_pose(Pose(), center, quaternion)
 
 
-def vector_msg(values: Iterable[float]):
+def vector_msg(values: Sequence[float]):
     from geometry_msgs.msg import Vector3
 
-    x, y, z = (float(v) for v in values)
-    return Vector3(x=x, y=y, z=z)
+    return _fill_vector(Vector3(), values)
 
 
 def _header(header: Any, frame_id: str, stamp: Any):
@@ -73,12 +86,16 @@ def boxes_to_msg(boxes: Boxes, stamp: Any = None, header: Any = None):
     from blendclip.msg import DetectedBox, DetectedBoxArray
 
     msg = DetectedBoxArray(header=_header(header, boxes.frame_id, stamp))
-    msg.boxes = [
-        DetectedBox(id=boxes.ids[i], pose=pose_msg(boxes.centers[i], boxes.quaternions[i]),
-                    size=vector_msg(boxes.sizes[i]), detector_label=boxes.detector_labels[i],
-                    detector_score=float(boxes.detector_scores[i]))
-        for i in range(len(boxes))
-    ]
+    items = []
+    for i in range(len(boxes)):
+        box = DetectedBox()
+        box.id = boxes.ids[i]
+        _fill_pose(box.pose, boxes.centers[i], boxes.quaternions[i])
+        _fill_vector(box.size, boxes.sizes[i])
+        box.detector_label = boxes.detector_labels[i]
+        box.detector_score = float(boxes.detector_scores[i])
+        items.append(box)
+    msg.boxes = items
     return msg
 
 
@@ -99,12 +116,17 @@ def labelled_objects_to_msg(predictions: Predictions, boxes: Boxes, header: Any 
         status = ObjectStatus(int(predictions.status[i]))
         top = predictions.top_labels(i) if status in CLASSIFIED else []
         ok = status == ObjectStatus.OK and bool(top)
-        objects.append(LabelledObject(
-            id=boxes.ids[i], pose=pose_msg(boxes.centers[i], boxes.quaternions[i]),
-            size=vector_msg(boxes.sizes[i]),
-            label=top[0][0] if ok else '', score=float(top[0][1]) if ok else math.nan,
-            top_k=[LabelHypothesis(label=label, score=float(score)) for label, score in top],
-            num_points=max(int(predictions.num_points[i]), 0), status=int(status),
-            detector_label=boxes.detector_labels[i], detector_score=float(boxes.detector_scores[i])))
+        obj = LabelledObject()  # fill its own pose and size: building new ones doubles the cost
+        obj.id = boxes.ids[i]
+        _fill_pose(obj.pose, boxes.centers[i], boxes.quaternions[i])
+        _fill_vector(obj.size, boxes.sizes[i])
+        obj.label = top[0][0] if ok else ''
+        obj.score = float(top[0][1]) if ok else math.nan
+        obj.top_k = [LabelHypothesis(label=label, score=float(score)) for label, score in top]
+        obj.num_points = max(int(predictions.num_points[i]), 0)
+        obj.status = int(status)
+        obj.detector_label = boxes.detector_labels[i]
+        obj.detector_score = float(boxes.detector_scores[i])
+        objects.append(obj)
     return LabelledObjectArray(header=_header(header, boxes.frame_id, stamp), objects=objects,
                                vocabulary_version=predictions.vocabulary_version, model=model)
