@@ -100,9 +100,10 @@ class BlendClipNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.params = params
         self.settings = runtime.FrameSettings.from_params(params)
-        for window in self.windows.values():
-            window.__init__(params.latency_window)
+        self.windows = {name: LatencyWindow(params.latency_window) for name in runtime.WINDOWS}
         self.sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, params.max_stamp_age_ns)
+        self.destroy_timer(self._diag_timer)
+        self._diag_timer = self.create_timer(params.diagnostics_period, self.publish_diagnostics)
         self._pubs = {
             'labels': self.create_lifecycle_publisher(
                 LabelledObjectArray, params.labels_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts()),
@@ -119,6 +120,8 @@ class BlendClipNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.params
         self.sync.reset()
+        for window in self.windows.values():  # latency percentiles describe this activation only
+            window.clear()
         self._subs = [
             self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
                                      qos_overriding_options=_qos_opts()),

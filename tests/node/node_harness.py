@@ -71,8 +71,9 @@ def stamp_ns(stamp) -> int:
 class NodeClient:
     """Publishes inputs to and reads outputs of the node named `node` (default topics)."""
 
-    def __init__(self, context, node: str = '/blendclip') -> None:
+    def __init__(self, context, node: str = '/blendclip', keep_labels: bool = True) -> None:
         self.node_path = node
+        self.keep_labels = keep_labels
         self.node = rclpy.create_node('blendclip_test_client', context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -80,15 +81,21 @@ class NodeClient:
         self.cloud_pub = n.create_publisher(PointCloud2, '/lidar/points', qos_profile_sensor_data)
         self.boxes_pub = n.create_publisher(DetectedBoxArray, '/detections', RELIABLE)
         self.labels: dict[int, LabelledObjectArray] = {}
+        self.received_at: dict[int, int] = {}  # labels' stamp -> time.time_ns() when they arrived
         self.vocabularies: list[Vocabulary] = []
         self.diagnostics: list[dict] = []
-        n.create_subscription(LabelledObjectArray, '/blendclip/objects',
-                              lambda m: self.labels.__setitem__(stamp_ns(m.header.stamp), m), RELIABLE)
+        n.create_subscription(LabelledObjectArray, '/blendclip/objects', self._on_labels, RELIABLE)
         n.create_subscription(Vocabulary, '/blendclip/vocabulary', self.vocabularies.append, LATCHED)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.set_params = n.create_client(SetParameters, f'{node}/set_parameters')
         self.change_state = n.create_client(ChangeState, f'{node}/change_state')
         self._last_stamp = 0
+
+    def _on_labels(self, msg: LabelledObjectArray) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        self.received_at.setdefault(stamp, time.time_ns())
+        if self.keep_labels:
+            self.labels[stamp] = msg
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

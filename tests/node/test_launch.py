@@ -123,3 +123,14 @@ def test_runner_rejects_unknown_and_missing_arguments(stubs):
 def test_stubs_are_not_importable_outside_tests():
     for name in ('launch', 'launch_ros'):
         assert name not in sys.modules
+
+
+def test_runner_cli_dry_run_prints_the_commands(stubs, capsys):
+    from blendclip_ros import launch_runner
+
+    assert launch_runner.main([str(REPO / 'launch' / 'blendclip.launch.py'), 'device:=cpu', '--dry-run',
+                               '--share', f'blendclip={REPO}']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith('FASTDDS_DEFAULT_PROFILES_FILE=') for line in out)
+    cmd = out[-1].split()
+    assert cmd[:2] == ['blendclip_node', '--ros-args'] and 'device:=cpu' in cmd and 'autostart:=true' in cmd
