@@ -281,3 +281,32 @@ def test_rosbags_messages_read_and_write_the_same_layout():
                                PointCloud2)
     assert pc.cloud_to_array(back).tobytes() == arr.tobytes()
     assert pc.cloud_to_array(bag_msg).dtype == arr.dtype
+
+
+# Layouts modelled on common LiDAR drivers (field names, types and offsets as they publish them).
+VELODYNE = pc.dtype_from_fields([('x', 0, pc.FLOAT32, 1), ('y', 4, pc.FLOAT32, 1), ('z', 8, pc.FLOAT32, 1),
+                                 ('intensity', 12, pc.FLOAT32, 1), ('ring', 16, pc.UINT16, 1),
+                                 ('time', 18, pc.FLOAT32, 1)], point_step=22)
+OUSTER = pc.dtype_from_fields([('x', 0, pc.FLOAT32, 1), ('y', 4, pc.FLOAT32, 1), ('z', 8, pc.FLOAT32, 1),
+                               ('intensity', 16, pc.FLOAT32, 1), ('t', 20, pc.UINT32, 1),
+                               ('reflectivity', 24, pc.UINT16, 1), ('ring', 26, pc.UINT16, 1),
+                               ('ambient', 28, pc.UINT16, 1), ('range', 32, pc.UINT32, 1)], point_step=48)
+
+
+@pytest.mark.parametrize('dtype, shape', [(VELODYNE, (1, 2000)), (OUSTER, (64, 128))])
+def test_driver_layouts_organized_with_missing_returns(dtype, shape):
+    rng = np.random.default_rng(5)
+    grid = np.frombuffer(rng.bytes(int(np.prod(shape)) * dtype.itemsize), dtype=dtype).reshape(shape).copy()
+    for name in ('x', 'y', 'z', 'intensity'):
+        grid[name] = rng.normal(scale=20, size=shape)
+    missing = rng.random(shape) < 0.1  # drivers mark missing returns with NaN
+    grid['x'][missing] = np.nan
+    msg = wire(pc.array_to_cloud(grid, frame_id='lidar'))
+    assert (msg.height, msg.width) == shape and msg.point_step == dtype.itemsize and not msg.is_dense
+    assert pc.cloud_to_array(msg, organized=True).tobytes() == grid.tobytes()
+    points, dropped = pc.cloud_to_xyz(msg, extra_fields=('intensity', 'ring'))
+    assert dropped == np.count_nonzero(missing)
+    keep = ~missing.reshape(-1)
+    flat = grid.reshape(-1)
+    expected = np.stack([flat[n][keep].astype(np.float32) for n in ('x', 'y', 'z', 'intensity', 'ring')], 1)
+    np.testing.assert_array_equal(points, expected)
