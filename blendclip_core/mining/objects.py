@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blendclip_core.data.triplet import REAL, Triplet
-from blendclip_core.geometry import matrix_to_quaternion, quaternion_to_yaw
 from blendclip_core.mining.captioners import CaptionInput
 from blendclip_core.mining.categories import coarse_label
 from blendclip_core.mining.sweeps import POINT_CHANNELS, SweepStack, crop_sweeps
@@ -189,7 +188,7 @@ def mine_frame(frame: Frame, config: MineConfig, captioner, split: str = '') -> 
     triplets = []
     for (ann, pts, image), info, caption in zip(kept, extras, captions):
         label_coarse = coarse_label(ann.category, config.dataset)
-        yaw = float(quaternion_to_yaw(matrix_to_quaternion(ann.rotation[None]))[0])
+        yaw = float(np.arctan2(ann.rotation[1, 0], ann.rotation[0, 0]))  # heading of the box x axis
         meta = {
             'dataset': config.dataset, 'split': split, 'scene': frame.scene, 'sample_token': frame.token,
             'annotation_token': ann.token, 'instance_token': ann.instance_token, 'timestamp': frame.timestamp,

@@ -61,21 +61,31 @@ class SweepStack:
 
 
 def stack_sweeps(clouds: list[tuple[np.ndarray, np.ndarray, float]], skipped=None) -> SweepStack:
-    """clouds: (points (N, >=4) in their sensor frame, ref_from_sensor (4, 4), time lag) per sweep."""
-    pts, lags, idx = [], [], []
-    for i, (cloud, transform, lag) in enumerate(clouds):
+    """clouds: (points (N, >=4) in their sensor frame, ref_from_sensor (4, 4), time lag) per sweep.
+
+    Rows with a non-finite x, y, z or intensity are dropped. Written into one preallocated array: with
+    10 sweeps of 35k points this runs for every key frame.
+    """
+    kept = []
+    for cloud, transform, lag in clouds:
         cloud = np.asarray(cloud, dtype=np.float32)
         finite = np.isfinite(cloud[:, :4]).all(1)
-        cloud = cloud[finite]
-        xyz = cloud[:, :3].astype(np.float64) @ transform[:3, :3].T + transform[:3, 3]
-        pts.append(np.column_stack([xyz, cloud[:, 3]]).astype(np.float32))
-        lags.append(np.full(len(cloud), lag, dtype=np.float32))
-        idx.append(np.full(len(cloud), i, dtype=np.int32))
-    if not pts:
-        return SweepStack(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), 0,
-                          list(skipped or []))
-    return SweepStack(np.concatenate(pts), np.concatenate(lags), np.concatenate(idx), len(clouds),
-                      list(skipped or []))
+        kept.append((cloud if finite.all() else cloud[finite], np.asarray(transform, np.float64), lag))
+    total = sum(len(c) for c, _, _ in kept)
+    points = np.empty((total, 4), np.float32)
+    lags = np.empty(total, np.float32)
+    index = np.empty(total, np.int32)
+    start = 0
+    for i, (cloud, transform, lag) in enumerate(kept):
+        stop = start + len(cloud)
+        # float32 arithmetic: sensor-frame coordinates are small, the error stays under 1e-5 m
+        points[start:stop, :3] = cloud[:, :3] @ transform[:3, :3].T.astype(np.float32) + \
+            transform[:3, 3].astype(np.float32)
+        points[start:stop, 3] = cloud[:, 3]
+        lags[start:stop] = lag
+        index[start:stop] = i
+        start = stop
+    return SweepStack(points, lags, index, len(kept), list(skipped or []))
 
 
 def crop_sweeps(stack: SweepStack, centers: np.ndarray, sizes_lwh: np.ndarray, rotations: np.ndarray,
