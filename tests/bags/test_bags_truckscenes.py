@@ -16,6 +16,7 @@ from blendclip_ros.bag import nuscenes2bag
 truckscenes = pytest.importorskip('truckscenes')
 
 
+@pytest.mark.filterwarnings('ignore:The visualization dependencies:UserWarning')
 def test_truckscenes_fused_lidars_and_twelve_classes(tmp_path):
     from mining.test_truckscenes import to_truckscenes
     from truckscenes.eval.detection.utils import category_to_detection_name
