@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,8 @@ class LoadedModel:
 
 def load_model(params: NodeParams) -> LoadedModel:
     """Checkpoint + text space + vocabulary embeddings on the chosen device (raises with a reason)."""
+    if params.checkpoint and not Path(params.checkpoint).expanduser().is_file():
+        raise FileNotFoundError(f'checkpoint not found: {params.checkpoint}')
     from blendclip_core.checkpoint import default_checkpoint_path
     from blendclip_core.classifier import ZeroShotClassifier
 
@@ -117,7 +120,7 @@ def load_model(params: NodeParams) -> LoadedModel:
         import torch
 
         torch.set_num_threads(params.cpu_threads)
-    path = params.checkpoint or default_checkpoint_path()
+    path = Path(params.checkpoint).expanduser() if params.checkpoint else default_checkpoint_path()
     if not path:
         raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
     classifier = ZeroShotClassifier.from_checkpoint(

@@ -274,3 +274,25 @@ def test_lifecycle_deactivate_stops_and_activate_resumes(client, sample):
     assert client.spin_until(lambda: client.cloud_pub.get_subscription_count() > 0
                              and client.boxes_pub.get_subscription_count() > 0, 10)
     _assert_answers_boxes(client.frame(cloud, boxes), boxes)
+
+
+def test_cleanup_releases_model_and_configure_applies_new_settings(client, sample):
+    points, boxes, _ = sample
+    cloud = sample_cloud(points)
+    assert client.transition(Transition.TRANSITION_DEACTIVATE)
+    assert client.transition(Transition.TRANSITION_CLEANUP)
+    client.spin_until(lambda: client.counters().get('state') == 'unconfigured', 5)
+    assert client.counters()['model'] == ''  # the model was dropped
+    # configure-time parameters are accepted while unconfigured and applied at configure
+    assert client.set_parameter('max_boxes', integer(10)).successful
+    bad = client.set_parameter('static_transforms', string_array(['a->b: 1 2']))
+    assert not bad.successful and 'static transform' in bad.reason
+    assert client.transition(Transition.TRANSITION_CONFIGURE)
+    assert client.transition(Transition.TRANSITION_ACTIVATE)
+    assert client.spin_until(lambda: client.cloud_pub.get_subscription_count() > 0
+                             and client.boxes_pub.get_subscription_count() > 0, 10)
+    before = client.wait_counter('frames_published', 0)['frames_skipped_too_many_boxes']
+    client.send(cloud, boxes)  # 69 boxes > max_boxes 10
+    client.wait_counter('frames_skipped_too_many_boxes', before + 1)
+    few = boxes.subset(slice(0, 10))
+    _assert_answers_boxes(client.frame(cloud, few), few)

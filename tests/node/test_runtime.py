@@ -42,3 +42,21 @@ def test_frame_settings_follow_params():
     s = runtime.FrameSettings.from_params(P.NodeParams(top_k=3, box_margin=0.2))
     assert (s.top_k, s.box_margin, s.max_boxes) == (3, 0.2, 2048)
     assert set(runtime.COUNTERS) >= set(runtime.STATUS_COUNTER.values())
+
+
+def test_boxes_of_accepts_vision_msgs_shape():
+    """vision_msgs has no wheel here: a duck-typed Detection3DArray takes the same path the node uses."""
+    from types import SimpleNamespace as NS
+
+    def det(i, x):
+        pose = NS(position=NS(x=x, y=0.0, z=0.0), orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0))
+        hyp = NS(hypothesis=NS(class_id='car', score=0.7))
+        return NS(id=f'd{i}', bbox=NS(center=pose, size=NS(x=4.0, y=2.0, z=1.5)), results=[hyp])
+
+    msg = NS(header=NS(frame_id='LIDAR_TOP'), detections=[det(0, 1.0), det(1, 5.0)])
+    boxes = runtime.boxes_of(msg)
+    assert boxes.ids == ('d0', 'd1') and boxes.frame_id == 'LIDAR_TOP'
+    np.testing.assert_array_equal(boxes.centers[:, 0], [1.0, 5.0])
+    assert boxes.detector_labels == ('car', 'car')
+    ours = runtime.boxes_of(boxes_to_msg(_boxes()))
+    assert len(ours) == 3

@@ -1,0 +1,32 @@
+"""The lifecycle node in this process: a failing configure is reported, not raised."""
+
+import rclpy
+from lifecycle_msgs.msg import State
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from blendclip_ros.node.lifecycle_node import BlendClipNode
+
+
+def test_configure_with_missing_checkpoint_fails_cleanly_and_reports(tmp_path):
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=['--ros-args', '-p', f'checkpoint:={tmp_path / "missing.pt"}',
+                                  '-p', 'device:=cpu'])
+    try:
+        node = BlendClipNode('blendclip_inprocess', context=ctx)
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert 'missing.pt' in node.last_error and node.model is None and not node.worker.running
+        published = []
+        node._diag_pub.publish = published.append  # capture what the timer would send
+        node.publish_diagnostics()
+        status = published[0].status[0]
+        assert status.level == status.ERROR and 'missing.pt' in status.message
+        # configure-time values may change while unconfigured; dynamic ones are validated
+        assert node.set_parameters([Parameter('sync_slop', value=0.05)])[0].successful
+        bad = node.set_parameters([Parameter('vocabulary', value=['car', 'car'])])[0]
+        assert not bad.successful and 'twice' in bad.reason
+        node.shutdown_quietly()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
