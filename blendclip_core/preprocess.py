@@ -112,9 +112,14 @@ def points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rota
     """
     counts = np.zeros(len(centers), dtype=np.int64)
     pts, bxs = [], []
+    if len(xyz) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), counts
+    # The grid never needs to reach beyond the cloud: this also keeps it sane for absurd box sizes.
+    cloud = (np.array([xyz[:, 0].min(), xyz[:, 1].min(), -np.inf]),
+             np.array([xyz[:, 0].max(), xyz[:, 1].max(), np.inf]))  # x, y only: z is not gridded
     for start in range(0, len(centers), BOX_CHUNK):
         stop = min(start + BOX_CHUNK, len(centers))
-        for lo, hi, p, b in _chunk_pairs(xyz, centers, half, rotations, start, stop):
+        for lo, hi, p, b in _chunk_pairs(xyz, cloud, centers, half, rotations, start, stop):
             counts[lo:hi] = np.bincount(b - lo, minlength=hi - lo)
             if max_per_box is not None:
                 p, b = _cap(p, b, counts[lo:hi], max_per_box)
@@ -125,22 +130,25 @@ def points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rota
     return np.concatenate(pts), np.concatenate(bxs), counts
 
 
-def _chunk_pairs(xyz, centers, half, rotations, start, stop):
+def _chunk_pairs(xyz, cloud, centers, half, rotations, start, stop):
     """Yield (start, stop, points, boxes): inside pairs of boxes [start, stop), sorted by box.
 
     A chunk is halved while its cell list or its candidate pairs exceed their budgets.
     """
     sl = slice(start, stop)
     c, h, r = centers[sl], half[sl], rotations[sl]
-    if len(c) == 0 or len(xyz) == 0 or np.any(h <= 0, axis=1).all():
-        return  # nothing to test (or a negative margin shrank every box to nothing)
+    if len(c) == 0:
+        return
     ext = np.einsum('nij,nj->ni', np.abs(r), np.maximum(h, 0.0))  # axis-aligned half-extents
-    lo, hi = c - ext, c + ext
+    lo, hi = np.maximum(c - ext, cloud[0]), np.minimum(c + ext, cloud[1])
+    reach = (lo <= hi).all(axis=1) & (h > 0).all(axis=1)  # footprint overlaps the cloud's bounds
+    if not reach.any():
+        return
     # Point keys are computed in float32: pad by far more than its rounding at these coordinates.
-    pad = PAD_ABS + PAD_REL * max(float(np.abs(lo).max()), float(np.abs(hi).max()))
+    pad = PAD_ABS + PAD_REL * max(float(np.abs(lo[reach, :2]).max()), float(np.abs(hi[reach, :2]).max()))
     lo, hi = lo - pad, hi + pad
-    grid = _Grid.fit(lo, hi)
-    cells, boxes_of_cell = grid.incidence(lo, hi)
+    grid = _Grid.fit(lo[reach], hi[reach])
+    cells, boxes_of_cell = grid.incidence(lo, hi, reach)
     split = len(cells) > INCIDENCE_BUDGET
     if not split:
         per_cell = np.bincount(cells, minlength=grid.size)
@@ -152,8 +160,8 @@ def _chunk_pairs(xyz, centers, half, rotations, start, stop):
         split = len(total) > 0 and total[-1] > CHUNK_PAIR_BUDGET
     if split and stop - start > 1:
         mid = (start + stop) // 2
-        yield from _chunk_pairs(xyz, centers, half, rotations, start, mid)
-        yield from _chunk_pairs(xyz, centers, half, rotations, mid, stop)
+        yield from _chunk_pairs(xyz, cloud, centers, half, rotations, start, mid)
+        yield from _chunk_pairs(xyz, cloud, centers, half, rotations, mid, stop)
         return
     if len(cand) == 0:
         return
@@ -236,15 +244,15 @@ class _Grid:
         nx, ny = int(span[0] // cell) + 3, int(span[1] // cell) + 3
         return cls(first - cell, cell, nx, ny)
 
-    def incidence(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cell ids sorted, box of each entry) for every cell each box's footprint touches."""
+    def incidence(self, lo: np.ndarray, hi: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cell ids sorted, box of each entry) for every cell the footprint of each `use` box touches."""
         def index(v, axis, n):
             return np.clip(np.floor((v - self.origin[axis]) / self.cell), 1, n - 2).astype(np.int64)
 
         x0, x1 = index(lo[:, 0], 0, self.nx), index(hi[:, 0], 0, self.nx)
         y0, y1 = index(lo[:, 1], 1, self.ny), index(hi[:, 1], 1, self.ny)
         ncx = x1 - x0 + 1
-        n = ncx * (y1 - y0 + 1)
+        n = np.where(use, ncx * (y1 - y0 + 1), 0)
         box = np.repeat(np.arange(len(lo)), n)
         k = np.arange(len(box)) - np.repeat(np.cumsum(n) - n, n)
         cells = (y0[box] + k // ncx[box]) * self.nx + x0[box] + k % ncx[box]
@@ -254,8 +262,9 @@ class _Grid:
     def keys(self, xyz: np.ndarray) -> np.ndarray:
         """Cell id of every point, in float32 arithmetic (the per-frame hot loop)."""
         inv = np.float32(1.0 / self.cell)
-        kx = (xyz[:, 0] - np.float32(self.origin[0])) * inv
-        ky = (xyz[:, 1] - np.float32(self.origin[1])) * inv
+        with np.errstate(over='ignore'):  # an overflow lands in the border cell, which is right
+            kx = (xyz[:, 0] - np.float32(self.origin[0])) * inv
+            ky = (xyz[:, 1] - np.float32(self.origin[1])) * inv
         np.clip(kx, 0, self.nx - 1, out=kx)
         np.clip(ky, 0, self.ny - 1, out=ky)
         return ky.astype(np.int32) * np.int32(self.nx) + kx.astype(np.int32)
@@ -298,11 +307,13 @@ def _assemble(points, pt, bx, valid_idx, rotations, n_boxes, status, points_in_b
     sums = np.stack([np.bincount(bx, weights=xyz[:, k], minlength=n_valid) for k in range(3)], 1)
     with np.errstate(invalid='ignore', divide='ignore'):
         centroid_valid = sums / out_counts[:, None]
-    local = xyz - centroid_valid[bx]
-    if canonical_yaw:
-        local = np.einsum('ni,nij->nj', local, rotations[bx])
+    local = [xyz[:, k] - np.ascontiguousarray(centroid_valid[:, k])[bx] for k in range(3)]
     out = np.empty((len(pt), channels), dtype=np.float32)
-    out[:, :3] = local
+    for j in range(3):
+        if canonical_yaw:  # (R^T v)_j = sum_i v_i R_ij, with 1D gathers (fast) per coefficient
+            out[:, j] = sum(local[i] * np.ascontiguousarray(rotations[:, i, j])[bx] for i in range(3))
+        else:
+            out[:, j] = local[j]
     for k in range(3, channels):
         out[:, k] = points[:, k][pt]
 

@@ -156,3 +156,17 @@ def test_bad_arguments_raise_typed_errors():
         crop_objects(np.zeros((5, 3), np.float32), boxes, margin=float('nan'))
     # float64 input is accepted and converted
     assert crop_objects(np.zeros((5, 3)), boxes).points_in_box[0] == 5
+
+
+def test_absurd_box_sizes_and_boxes_away_from_the_cloud():
+    rng = np.random.default_rng(4)
+    points = random_cloud(rng, 3000)
+    boxes = Boxes.from_yaw([[0, 0, 0], [0, 0, 0], [1e6, 0, 0], [0, 0, 500], [5, 5, 0]],
+                           [[1e300, 1e300, 1e300], [1e30, 2, 1e30], [10, 10, 10], [10, 10, 10], [4, 4, 4]],
+                           [0.2, 1.0, 0, 0, 0.5])
+    cropped = crop_objects(points, boxes, max_points=10**9)
+    _assert_matches_brute_force(points, boxes, cropped)
+    assert cropped.points_in_box[0] == 3000 and cropped.points_in_box[2:4].tolist() == [0, 0]
+    assert cropped.points_in_box[1] > 0 and cropped.points_in_box[4] > 0
+    shrunk = crop_objects(points, boxes.subset([4]), margin=-2.5)  # a negative margin may empty a box
+    assert shrunk.status.tolist() == [ObjectStatus.NO_POINTS]
