@@ -32,6 +32,8 @@ from blendclip_core.evaluation.protocol import Protocol, get_protocol, ground_di
 log = logging.getLogger('blendclip-eval')
 
 TOPK = (1, 5)
+MATCH_DISTANCE_M = 2.0  # nuScenes detection's tightest centre-distance threshold
+MATCH_MODES = ('auto', 'id', 'center')
 
 
 def metrics_from_ranked(order: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -64,14 +66,49 @@ def rank_labels(labels: Sequence[str], protocol: Protocol, k: int, closed_set: b
     return (idx + [-1] * k)[:k]
 
 
+def match_by_center(gt_centers: np.ndarray, predictions: dict,
+                    max_distance: float = MATCH_DISTANCE_M) -> dict:
+    """GT index -> prediction, greedily closest pair first, centre distance in the ground plane <= max.
+    For bags whose boxes came from a detector (ids unrelated to the ground truth's)."""
+    if not predictions or not len(gt_centers):
+        return {}
+    preds = list(predictions.values())
+    p_xy = np.array([p.center[:2] for p in preds], dtype=np.float64)
+    d = np.linalg.norm(np.asarray(gt_centers)[:, None, :2] - p_xy[None], axis=-1)
+    out, used_gt, used_pred = {}, set(), set()
+    for flat in np.argsort(d, axis=None, kind='stable'):
+        g, q = np.unravel_index(flat, d.shape)
+        if d[g, q] > max_distance:
+            break
+        if g in used_gt or q in used_pred:
+            continue
+        out[int(g)] = preds[q]
+        used_gt.add(g)
+        used_pred.add(q)
+    return out
+
+
+def frame_matches(frame, match: str) -> dict:
+    """GT index -> its prediction in one labelled frame ('id' or 'center' pairing)."""
+    if match == 'center':
+        return match_by_center(frame.gt.centers, frame.predictions)
+    return {i: frame.predictions[b] for i, b in enumerate(frame.gt.ids) if b in frame.predictions}
+
+
 def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes', min_points: int = 1,
                           closed_set: bool = False, out_dir: str | Path | None = None,
                           bev_stamp_ns: int | None = None, predictions_topic: str = '/blendclip/objects',
-                          ground_truth_topic: str = '/ground_truth/categories') -> dict:
+                          ground_truth_topic: str = '/ground_truth/categories', match: str = 'auto') -> dict:
     """Evaluate a labelled bag; returns every number (and writes the files when out_dir is given)."""
     from blendclip_ros.bag.labelled import read_labelled_bag
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     bag = read_labelled_bag(path, predictions_topic, ground_truth_topic)
+    if match not in MATCH_MODES:
+        raise ValueError(f'match must be one of {MATCH_MODES}, got {match!r}')
+    if match == 'auto':
+        # Ground-truth boxes replayed as detections keep their ids; a detector's boxes do not.
+        shared = any(set(f.predictions) & set(f.gt.ids) for f in bag.frames)
+        match = 'id' if shared or not any(f.predictions for f in bag.frames) else 'center'
     kmax = max(TOPK)
     order, targets, keys = [], [], []
     skipped = {'outside_classes': 0, 'out_of_range': 0, 'below_min_points': 0}
@@ -80,8 +117,9 @@ def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes
         unlabelled_frames += not frame.labelled
         cls = protocol.class_indices(frame.gt_classes)
         in_range = protocol.in_range(cls, ground_distance(bag.ego_centers(frame)))
+        matched = frame_matches(frame, match)
         for i, box_id in enumerate(frame.gt.ids):
-            pred = frame.predictions.get(box_id)
+            pred = matched.get(i)
             if cls[i] < 0:
                 skipped['outside_classes'] += 1
                 continue
@@ -102,7 +140,8 @@ def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes
                 else 'ground-plane, from the cloud frame (no /tf_static)')
     summary = _summary(result, protocol, source=str(path), model=bag.model,
                        vocabulary_version=bag.vocabulary_version,
-                       filters={'min_points': min_points, 'closed_set': closed_set,
+                       filters={'min_points': min_points, 'closed_set': closed_set, 'match': match,
+                                'match_distance_m': MATCH_DISTANCE_M if match == 'center' else None,
                                 'ranges_m': protocol.ranges_m, 'distance': distance},
                        counts={'frames': len(bag.frames), 'frames_without_labels': unlabelled_frames,
                                'gt_boxes': sum(len(f.gt) for f in bag.frames), 'evaluated': len(targets),
@@ -112,7 +151,7 @@ def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes
         hits = {key: bool(o[0] == t) for key, o, t in zip(keys, order, targets)}
         _write_outputs(Path(out_dir), result, summary)
         summary['files']['bev'] = str(_write_bev(Path(out_dir) / 'bev.png', path, bag, hits, protocol,
-                                                 bev_stamp_ns))
+                                                 bev_stamp_ns, match))
         (Path(out_dir) / 'metrics.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -191,7 +230,8 @@ def _write_outputs(out: Path, result: ZeroShotResult, summary: dict) -> None:
                              'metrics': str(out / 'metrics.json')})
 
 
-def _write_bev(path: Path, bag_path, bag, hits: dict, protocol: Protocol, stamp_ns: int | None) -> Path:
+def _write_bev(path: Path, bag_path, bag, hits: dict, protocol: Protocol, stamp_ns: int | None,
+               match: str = 'id') -> Path:
     """The requested frame, else the one with the most evaluated boxes."""
     from blendclip_core.evaluation.bev import CORRECT, NOT_EVALUATED, WRONG, plot_bev
     from blendclip_ros.bag.labelled import read_cloud_xyz
@@ -205,10 +245,11 @@ def _write_bev(path: Path, bag_path, bag, hits: dict, protocol: Protocol, stamp_
             raise ValueError(f'no frame with stamp {stamp_ns}')
         frame = matches[0]
     outcome, texts = [], []
-    for box_id, gt_class in zip(frame.gt.ids, frame.gt_classes):
+    matched = frame_matches(frame, match)
+    for i, (box_id, gt_class) in enumerate(zip(frame.gt.ids, frame.gt_classes)):
         hit = hits.get((frame.stamp_ns, box_id))
         outcome.append(NOT_EVALUATED if hit is None else CORRECT if hit else WRONG)
-        pred = frame.predictions.get(box_id)
+        pred = matched.get(i)
         label = pred.labels[0] if pred and pred.labels else '-'
         texts.append(label if hit else f'{label} (gt {gt_class or "other"})' if hit is not None else '')
     n_eval = sum(o != NOT_EVALUATED for o in outcome)
@@ -229,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--closed-set', action='store_true',
                    help='bags: rank only labels that are protocol classes (drop others from the top-k)')
     p.add_argument('--bev-stamp', type=int, help='bags: header stamp (ns) of the frame to draw')
+    p.add_argument('--match', choices=MATCH_MODES, default='auto',
+                   help='bags: pair labels with ground truth by box id, or by centre distance <= 2 m '
+                        '(auto: id when they share ids, e.g. ground-truth boxes, else centre)')
     p.add_argument('--predictions-topic', default='/blendclip/objects', help='bags: the labels')
     p.add_argument('--ground-truth-topic', default='/ground_truth/categories', help='bags: the truth')
     p.add_argument('--checkpoint', help="shards: point-encoder checkpoint ('' = packaged default)")
@@ -245,7 +289,7 @@ def main(argv=None) -> int:
         if args.bag is not None:
             summary = evaluate_labelled_bag(args.bag, args.protocol, args.min_points, args.closed_set,
                                             args.out, args.bev_stamp, args.predictions_topic,
-                                            args.ground_truth_topic)
+                                            args.ground_truth_topic, args.match)
         else:
             summary = evaluate_shards(args.shards, args.checkpoint or None, args.protocol, args.split,
                                       args.min_points, args.text_space, args.device, out_dir=args.out)

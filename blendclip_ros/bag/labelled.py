@@ -33,6 +33,7 @@ class Prediction:
     scores: tuple[float, ...]
     num_points: int
     status: int
+    center: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # box centre in the cloud frame
 
 
 @dataclass
@@ -62,7 +63,8 @@ def _boxes(objects, frame_id: str) -> Boxes:
 def _prediction(obj) -> Prediction:
     labels = tuple(h.label for h in obj.top_k) or ((obj.label,) if obj.label else ())
     scores = tuple(float(h.score) for h in obj.top_k) or ((float(obj.score),) if obj.label else ())
-    return Prediction(labels, scores, int(obj.num_points), int(obj.status))
+    p = obj.pose.position
+    return Prediction(labels, scores, int(obj.num_points), int(obj.status), (p.x, p.y, p.z))
 
 
 @dataclass

@@ -196,3 +196,62 @@ def test_eval_shards_equals_per_object_classification(dataroot, tiny_checkpoint,
     assert summary['top1'] == pytest.approx(np.mean(hits1))
     assert summary['top5'] == pytest.approx(np.mean(hits5))
     assert (out / 'confusion.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_eval_detector_boxes_matched_by_center(sample_dir, tmp_path):
+    """A detector's boxes (results file, own ids) are paired with the ground truth by centre distance."""
+    ann = json.loads((sample_dir / 'annotations_lidar.json').read_text())
+    to_global = np.array(ann['ego2global']) @ np.array(ann['lidar2ego'])
+    rng = np.random.default_rng(7)
+    entries, det_to_gt = [], []
+    for o in ann['objects']:
+        if rng.uniform() < 0.2:
+            continue  # missed by the detector: a miss for its ground-truth box
+        c = to_global[:3, :3] @ (np.array(o['center_xyz']) + rng.uniform(-0.05, 0.05, 3)) + to_global[:3, 3]
+        yaw = o['yaw'] + np.arctan2(to_global[1, 0], to_global[0, 0])
+        entries.append({'sample_token': ann['sample_token'], 'translation': c.tolist(),
+                        'size': [o['size_lwh'][1], o['size_lwh'][0], o['size_lwh'][2]],
+                        'rotation': [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)], 'velocity': [0, 0],
+                        'detection_name': 'car', 'detection_score': 0.9, 'attribute_name': ''})
+        det_to_gt.append(o)
+    far = (to_global @ np.array([80.0, 80.0, 0.0, 1.0]))[:3]  # a false positive, matched to nothing
+    entries.append({**entries[0], 'translation': far.tolist()})
+    results = tmp_path / 'results.json'
+    results.write_text(json.dumps({'meta': {}, 'results': {ann['sample_token']: entries}}))
+    src = tmp_path / 'in'
+    assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--detections', str(results),
+                              '--no-progress']) == 0
+    # Predictions for the detector's boxes: truth (of the box each came from) at a random rank.
+    store = tsm.make_typestore()
+    obj_t, hyp_t = store.types['blendclip/msg/LabelledObject'], store.types['blendclip/msg/LabelHypothesis']
+    labelled, truth = tmp_path / 'labelled', {}
+    with AnyReader([src]) as reader, BagWriter(labelled, store) as bag:
+        for conn, t, raw in reader.messages():
+            bag.write_raw(conn.topic, conn.msgtype, t, raw)
+            if conn.topic != '/detections':
+                continue
+            dets = reader.deserialize(raw, conn.msgtype)
+            objects = []
+            for box in dets.boxes:
+                i = int(box.id[3:])
+                gt = det_to_gt[i] if i < len(det_to_gt) else None
+                ranked = list(rng.permutation([lab for lab in DRIVING if gt is None or lab.replace(' ', '_')
+                                               != gt['label']])[:5])
+                if gt is not None and gt['label'] in NUSCENES_10_NAMES and rng.uniform() < 0.5:
+                    ranked = [NUSCENES_10_NAMES[gt['label']]] + ranked[:4]
+                if gt is not None:
+                    truth[str(gt['index'])] = ranked
+                objects.append(obj_t(id=box.id, pose=box.pose, size=box.size, label=ranked[0], score=0.5,
+                                     top_k=[hyp_t(label=lab, score=0.1) for lab in ranked], num_points=50,
+                                     status=0, detector_label='car', detector_score=0.9))
+            bag.write('/blendclip/objects', t, store.types[tsm.LABELLED_OBJECT_ARRAY](
+                header=dets.header, objects=objects, vocabulary_version='v', model='constructed'))
+    summary = evaluate.evaluate_labelled_bag(labelled)
+    assert summary['filters']['match'] == 'center'
+    want = expected(sample_dir, {k: (v, 50) for k, v in truth.items()}, min_points=1)
+    assert summary['counts']['evaluated'] == want['n'] > 0
+    assert summary['counts']['evaluated_without_prediction'] > 0  # the missed boxes
+    assert summary['top1'] == pytest.approx(want['top1']) and 0 < summary['top1'] < 1
+    assert summary['top5'] == pytest.approx(want['top5'])
+    # Pairing by id finds nothing here: every box is a miss.
+    assert evaluate.evaluate_labelled_bag(labelled, match='id')['top5'] == 0.0
