@@ -14,7 +14,7 @@ import sys
 
 from blendclip_core.mining.captioners import CaptionerError
 from blendclip_core.mining.objects import MineConfig
-from blendclip_core.mining.run import MiningError, RunConfig, run_mining
+from blendclip_core.mining.run import MiningError, RunConfig, ScenesFailedError, run_mining
 from blendclip_core.mining.sweeps import CorruptInputError
 
 
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                         mine=mine, workers=args.workers, shard_index=args.shard[0], shard_count=args.shard[1],
                         max_shard_bytes=int(args.max_shard_mb * (1 << 20)))
         index = run_mining(cfg, progress=not args.no_progress)
+        failed = None
+    except ScenesFailedError as exc:
+        index, failed = exc.index, exc
     except (MiningError, CaptionerError, FileNotFoundError, ValueError, CorruptInputError) as exc:
         print(f'blendclip-mine: error: {exc}', file=sys.stderr)
         return 2
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: index[k] for k in keys}
     print(json.dumps(summary, indent=1))
     print(f'index: {args.out}/index.json, report: {args.out}/report/summary.md')
+    if failed is not None:
+        print(f'blendclip-mine: error: {failed}', file=sys.stderr)
+        return 1
     return 0
 
 

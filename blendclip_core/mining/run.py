@@ -47,6 +47,15 @@ class MiningError(RuntimeError):
     """A run that cannot start: bad split, no scenes, settings differing from the existing output."""
 
 
+class ScenesFailedError(MiningError):
+    """Some scenes failed (logged with tracebacks); the others are written and indexed, a rerun retries."""
+
+    def __init__(self, scenes: list[str], index: dict):
+        super().__init__(f'{len(scenes)} scene(s) failed and were not written: {", ".join(scenes[:10])}; '
+                         f'the other scenes are in the index; rerun to retry')
+        self.scenes, self.index = scenes, index
+
+
 @dataclass(frozen=True)
 class RunConfig:
     dataroot: str  # dataset root (the folder holding the version folder)
@@ -134,14 +143,19 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
         for sample_token in scene_samples(db, scene_token):
             try:
                 frame = frame_of(db, sample_token, cfg.mine, scene_name)
+                triplets, frame_skips = mine_frame(frame, cfg.mine, captioner, cfg.split)
             except CorruptInputError as exc:
                 n = len(db.get('sample', sample_token)['anns'])
                 logger.warning('sample %s skipped (%d boxes): %s', sample_token, n, exc)
                 skips[exc.reason] += n
                 continue
+            except Exception as exc:  # a broken record must not end a run of days: count it, say where
+                n = len(db.get('sample', sample_token)['anns'])
+                logger.exception('sample %s skipped (%d boxes) after an unexpected error', sample_token, n)
+                skips[f'error_{type(exc).__name__}'] += n
+                continue
             for reason, _ in frame.cloud.skipped:
                 sweeps_skipped[reason] += 1
-            triplets, frame_skips = mine_frame(frame, cfg.mine, captioner, cfg.split)
             skips.update(frame_skips)
             for t in triplets:
                 writer.write(t)
@@ -260,17 +274,26 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     logger.info('%d scenes selected, %d already done, %d to mine', len(scenes), len(scenes) - len(pending),
                 len(pending))
     bar = tqdm(total=len(pending), desc='scenes', unit='scene', disable=not progress)
+    failed = []
     if cfg.workers <= 1 or len(pending) <= 1:
         for name, token in pending:
-            mine_scene(cfg, name, token)
+            try:
+                mine_scene(cfg, name, token)
+            except Exception:  # the scene gets no marker, so a rerun retries it
+                logger.exception('scene %s failed', name)
+                failed.append(name)
             bar.update()
     else:
         ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(cfg,)) as pool:
-            futures = [pool.submit(mine_scene, cfg, n, t) for n, t in pending]
+            futures = {pool.submit(mine_scene, cfg, n, t): n for n, t in pending}
             for fut in as_completed(futures):
-                fut.result()
+                try:
+                    fut.result()
+                except Exception:
+                    logger.exception('scene %s failed', futures[fut])
+                    failed.append(futures[fut])
                 bar.update()
     bar.close()
     markers = load_markers(out)
@@ -281,4 +304,6 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     write_report(out, index, [n for m in markers for n in m['num_points']])
     if index['num_samples']:
         write_examples(out, pick_examples(out))
+    if failed:
+        raise ScenesFailedError(sorted(failed), index)
     return index

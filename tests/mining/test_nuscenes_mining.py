@@ -286,3 +286,26 @@ def test_full_visibility_matches_the_devkit(generated):
             assert ours == {b.token for b in boxes}
             compared += len(ours)
     assert compared >= 10
+
+
+def test_broken_records_are_counted_and_failed_scenes_reported(tmp_path, capsys):
+    root = tmp_path / 'root'
+    info = make_nuscenes_dataroot(root, scenes=2, samples_per_scene=3, sweeps_per_sample=1)
+    tables = root / 'v1.0-mini'
+    anns = json.loads((tables / 'sample_annotation.json').read_text())
+    bad_sample = info['sample_tokens'][0][1]
+    next(a for a in anns if a['sample_token'] == bad_sample)['rotation'] = 'not a quaternion'
+    (tables / 'sample_annotation.json').write_text(json.dumps(anns))
+    scenes = json.loads((tables / 'scene.json').read_text())
+    scenes[1]['first_sample_token'] = 'no-such-sample'
+    (tables / 'scene.json').write_text(json.dumps(scenes))
+    from training.mine import main
+
+    out = tmp_path / 'out'
+    rc = main(['--dataroot', str(root), '--split', 'all', '--out', str(out), '--sweeps', '2',
+               '--no-progress'])
+    assert rc == 1 and 'scene-0002' in capsys.readouterr().err
+    index = read_index(out)
+    per_sample = len(info['annotations']) // 6
+    assert index['scenes'] == 1 and index['skipped'] == {'error_ValueError': per_sample}
+    assert index['num_samples'] == 2 * per_sample
