@@ -17,6 +17,9 @@ Geometry (what tests may rely on):
   fully visible in that camera (BoxVisibility.ALL) has the axis-aligned bounding rectangle of its
   projected corners filled with its own colour, far boxes painted first.
 - categories include voids (movable_object.debris, animal) and a visibility-'2' barrier.
+
+`nuscenes_to_truckscenes(nusc_root, out_root)` turns a generated root into a TruckScenes-format root
+(two LiDARs with their own poses and .pcd files) with the same geometry.
 """
 
 from __future__ import annotations
