@@ -255,3 +255,31 @@ def test_eval_detector_boxes_matched_by_center(sample_dir, tmp_path):
     assert summary['top5'] == pytest.approx(want['top5'])
     # Pairing by id finds nothing here: every box is a miss.
     assert evaluate.evaluate_labelled_bag(labelled, match='id')['top5'] == 0.0
+
+
+def test_metrics_from_ranked_equals_metrics_from_scores():
+    """Given full rankings, the bag path's metrics are the trainer's zero_shot_metrics exactly."""
+    from blendclip_core.evaluation.metrics import ranked, zero_shot_metrics
+    rng = np.random.default_rng(3)
+    names = proto.NUSCENES.class_names
+    scores = rng.normal(size=(300, len(names)))
+    labels = rng.integers(-1, len(names), 300)
+    labels[labels == 4] = 3  # one class with no sample: NaN in its row, left out of the mean
+    ref = zero_shot_metrics(scores, labels, names)
+    got = evaluate.metrics_from_ranked(ranked(scores, 5), labels, names)
+    assert got.overall == pytest.approx(ref.overall)
+    assert got.mean_per_class == pytest.approx(ref.mean_per_class)
+    for k in (1, 5):
+        np.testing.assert_array_equal(np.isnan(got.per_class[k]), np.isnan(ref.per_class[k]))
+        np.testing.assert_allclose(np.nan_to_num(got.per_class[k]), np.nan_to_num(ref.per_class[k]))
+    np.testing.assert_array_equal(got.confusion, ref.confusion)
+
+
+def test_rank_labels_open_and_closed_set():
+    p = proto.NUSCENES
+    ranked = ['kick scooter', 'car', 'dog', 'Traffic Cone']
+    assert evaluate.rank_labels(ranked, p, 5, closed_set=False) == [-1, p.class_index('car'), -1,
+                                                                     p.class_index('traffic_cone'), -1]
+    assert evaluate.rank_labels(ranked, p, 3, closed_set=True) == [p.class_index('car'),
+                                                                    p.class_index('traffic_cone'), -1]
+    assert evaluate.rank_labels((), p, 2, closed_set=False) == [-1, -1]
