@@ -113,6 +113,15 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def any_true(flag: torch.Tensor) -> torch.Tensor:
+    """Device bool: flag on any rank. An async all-reduce, no host sync."""
+    if not _active():
+        return flag
+    t = flag.to(torch.int32).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t[0].bool()
+
+
 def all_true(flag: bool, device: torch.device) -> bool:
     """True only if flag is True on every rank (so all ranks skip a step together)."""
     if not _active():

@@ -63,6 +63,15 @@ def encode_packed(encoder: nn.Module, points: torch.Tensor, counts: np.ndarray) 
     return encoder._encode_packed(points, counts)
 
 
+def compile_encoder(encoder: nn.Module, dynamic: bool | None = None) -> None:
+    """torch.compile the heavy submodules in place (tokenizer, transformer blocks): the host-side
+    planning stays eager, and state_dict keys do not change (Module.compile wraps the call only)."""
+    parts = [getattr(encoder, 'tokenizer', None), *getattr(encoder, 'blocks', [])]
+    parts = [p for p in parts if p is not None] or [encoder]
+    for part in parts:
+        part.compile(dynamic=dynamic)
+
+
 class TrainModule(nn.Module):
     """Encoder + loss as one module, so DDP sees (and averages) the logit scale's gradient too."""
 
@@ -80,10 +89,12 @@ class TrainModule(nn.Module):
 
 @dataclass
 class StepResult:
-    loss: float
-    terms: dict[str, float]
-    grad_norm: float
-    skipped: bool
+    """Device tensors (reading them syncs with the GPU: the loop does so only when it logs)."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    grad_norm: torch.Tensor
+    skipped: torch.Tensor  # bool: non-finite loss or gradient norm, update not applied
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -102,10 +113,14 @@ def batch_to_device(batch: TrainBatch, device: torch.device) -> tuple:
 
 
 def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: torch.optim.Optimizer,
-               scheduler, tensors: tuple[torch.Tensor, ...], grad_clip: float, device: torch.device,
+               scheduler, tensors: tuple, grad_clip: float, device: torch.device,
                precision: str = 'bf16') -> StepResult:
     """One optimizer step. A non-finite loss or gradient norm skips the update on every rank together
-    (the scheduler still advances: the lr stays a function of the step)."""
+    (the scheduler still advances: the lr stays a function of the step).
+
+    With a fused optimizer (CUDA) the skip happens on the device (AdamW's found_inf, as GradScaler uses
+    it), so a step never waits for the GPU and the host runs ahead into the next step.
+    """
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(device, precision):
         terms = module(*tensors)
@@ -113,15 +128,17 @@ def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: to
     loss.backward()  # always: under DDP every rank must join the gradient all-reduce
     params = [p for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float('inf'))
-    ok = distributed.all_true(bool(torch.isfinite(loss)) and bool(torch.isfinite(norm)), device)
-    if ok:
+    bad = distributed.any_true(~(torch.isfinite(loss.detach()) & torch.isfinite(norm)))
+    if optimizer.defaults.get('fused'):
+        optimizer.found_inf = bad.float()
+        optimizer.step()
+        del optimizer.found_inf
+        loss_module.logit_scale.clamp_()
+    elif not bool(bad):
         optimizer.step()
         loss_module.logit_scale.clamp_()
-    else:
-        optimizer.zero_grad(set_to_none=True)
     scheduler.step()
-    terms_f = {k: float(v.detach()) for k, v in terms.items()}
-    return StepResult(float(loss.detach()), terms_f, float(norm), not ok)
+    return StepResult(loss.detach(), {k: v.detach() for k, v in terms.items()}, norm.detach(), bad)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -332,17 +349,19 @@ class Trainer:
                                        cfg.loss.text_weight, cfg.loss.image_weight).to(self.device)
         self.module = TrainModule(self.encoder, self.loss)
         self.optimizer = optim.build_optimizer(self.module, cfg.optim.lr, cfg.optim.weight_decay,
-                                               cfg.optim.betas, cfg.optim.eps)
+                                               cfg.optim.betas, cfg.optim.eps,
+                                               fused=True if self.device.type == 'cuda' else None)
         warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
         self.scheduler = optim.build_scheduler(self.optimizer, self.total_steps, warmup, cfg.optim.lr,
                                                cfg.optim.lr_min)
         self.step_module: nn.Module = self.module
         if cfg.compile:
-            self.module.encoder = torch.compile(self.encoder, dynamic=True)
+            compile_encoder(self.encoder)
         if self.dist.distributed:
             self.step_module = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         self.state = TrainState()
+        self._pending_skips = torch.zeros((), dtype=torch.int32, device=self.device)
 
     # -------------------------------------------------------------------------------- checkpoints
 
@@ -353,8 +372,7 @@ class Trainer:
                 'logit_scale': float(self.loss.logit_scale().detach())}
 
     def _ckpt_module_state(self) -> dict:
-        sd = self.module.state_dict()
-        return {k.replace('encoder._orig_mod.', 'encoder.'): v for k, v in sd.items()}
+        return self.module.state_dict()
 
     def save(self) -> Path | None:
         if not self.dist.is_main:
@@ -371,12 +389,7 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=False)  # our own file (RNG states)
-        module_sd = ckpt['module']
-        target = self.module.state_dict()
-        if any(k.startswith('encoder._orig_mod.') for k in target):
-            module_sd = {k.replace('encoder.', 'encoder._orig_mod.', 1) if k.startswith('encoder.') else k: v
-                         for k, v in module_sd.items()}
-        self.module.load_state_dict(module_sd)
+        self.module.load_state_dict(ckpt['module'])
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.scheduler.load_state_dict(ckpt['scheduler'])
         set_rng_state(ckpt['rng'])
@@ -460,7 +473,7 @@ class Trainer:
         objects_world = self.cfg.batch_size * self.spec.world_size
         self.module.train()
         t_last, n_since = time.perf_counter(), 0
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # device sums since the last record: no per-step host sync
         last_eval_step = -1
         for batch in loader:
             res = train_step(self.step_module, self.loss, self.optimizer, self.scheduler,
@@ -468,32 +481,26 @@ class Trainer:
                              self.cfg.precision)
             self.state.step += 1
             n_since += 1
-            if not res.skipped:
-                for k, v in {'loss': res.loss, **res.terms}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                sums['_n'] = sums.get('_n', 0) + 1
-            if res.skipped:
-                self.state.nonfinite_steps += 1
-                log.warning('step %d: non-finite loss/gradient (%s), skipped (%d so far)', self.state.step,
-                            res.loss, self.state.nonfinite_steps)
-                if self.state.nonfinite_steps > self.cfg.optim.max_nonfinite_steps:
-                    raise NonFiniteLossError(
-                        f'{self.state.nonfinite_steps} non-finite steps (limit '
-                        f'{self.cfg.optim.max_nonfinite_steps}); last loss {res.loss}: '
-                        'lower the lr or check the data')
+            ok = ~res.skipped
+            for k, v in {'loss': res.loss, **res.terms, '_n': ok.float()}.items():
+                v = torch.where(ok, v.float(), 0.0)
+                sums[k] = sums[k] + v if k in sums else v
+            self._pending_skips = self._pending_skips + res.skipped.int()
             if bar is not None:
                 bar.update(1)
             if self._due(self.cfg.log.every_steps) or self.state.step == self.total_steps:
+                self._flush_skips()
                 now = time.perf_counter()
                 rate = n_since * objects_world / max(now - t_last, 1e-9)
                 t_last, n_since = now, 0
                 # Losses are means over the steps since the last record (skipped steps left out).
-                n = sums.pop('_n', 0)
-                means = {k: v / n for k, v in sums.items()} if n else {'loss': res.loss}
+                host = {k: float(v) for k, v in sums.items()}
+                n = host.pop('_n', 0.0)
+                means = {k: v / n for k, v in host.items()} if n else {'loss': float(res.loss)}
                 sums = {}
                 rec = {'kind': 'train', 'step': self.state.step,
-                       'epoch': self.state.step / self.steps_per_epoch, **means, 'grad_norm': res.grad_norm,
-                       'lr': self.optimizer.param_groups[0]['lr'],
+                       'epoch': self.state.step / self.steps_per_epoch, **means,
+                       'grad_norm': float(res.grad_norm), 'lr': self.optimizer.param_groups[0]['lr'],
                        'logit_scale': float(self.loss.logit_scale().detach()),
                        'real_fraction': batch.real_fraction, 'objects_per_s': rate,
                        'skipped_steps': self.state.nonfinite_steps}
@@ -510,12 +517,27 @@ class Trainer:
                     self._after_eval(scalars)
                 distributed.barrier()
             if self._due(self.cfg.checkpoint.every_steps) and self.state.step < self.total_steps:
+                self._flush_skips()
                 self.save()
         if bar is not None:
             bar.close()
         summary = self._finish(metrics, last_eval_step)
         distributed.barrier()
         return summary
+
+    def _flush_skips(self) -> None:
+        """Move the device count of skipped (non-finite) steps into the state; stop past the limit."""
+        n = int(self._pending_skips)
+        self._pending_skips = torch.zeros((), dtype=torch.int32, device=self.device)
+        if not n:
+            return
+        self.state.nonfinite_steps += n
+        log.warning('%d step(s) up to step %d had a non-finite loss or gradient and were skipped (%d in all)',
+                    n, self.state.step, self.state.nonfinite_steps)
+        if self.state.nonfinite_steps > self.cfg.optim.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f'{self.state.nonfinite_steps} non-finite steps (limit {self.cfg.optim.max_nonfinite_steps}) '
+                f'by step {self.state.step}: lower the lr or check the data')
 
     def _progress(self):
         if not (self.dist.is_main and self.cfg.log.progress):

@@ -1,0 +1,292 @@
+"""Training throughput (objects/s) and model FLOP utilisation of the BlendCLIP train step.
+
+    python benchmarks/trainer_bench.py --variant eager --json out/1gpu_eager.json          # one GPU
+    torchrun --nproc_per_node 2 benchmarks/trainer_bench.py --variant compile --json ...   # two GPUs
+    python benchmarks/trainer_bench.py --merge out/*.json --out benchmarks/results/trainer.json
+
+What is timed is the trainer's own step (blendclip_core.train.loop.train_step): packed points of
+`--batch` objects x `--points` points per GPU -> encoder (FPS, kNN, mini-PointNet, transformer) in bf16
+autocast -> features gathered across ranks with gradients -> point-text + point-image InfoNCE ->
+backward (DDP all-reduce) -> grad clipping -> fused AdamW. Batches are pre-built on the GPU (a few,
+rotated), so the number is the step's, not the data loader's. Only torch/numpy and blendclip_core.
+
+MFU = (train FLOPs per object x objects/s per GPU) / dense bf16 peak (989.4 TFLOP/s for H100/H200 SXM).
+Train FLOPs = 3 x forward matmul FLOPs (backward = 2 x forward), counted analytically from the encoder
+config: `flops_as_executed` follows our tokenizer (second conv split into a per-point and a per-patch
+product), `flops_pointbert` the original PointBERT formulation (concat then one conv), larger by
+~2.1 GFLOP per 8k-point object; MFU is reported on the smaller (executed) count. FPS/kNN and
+element-wise work count as zero FLOPs (they cost time, not matrix FLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from blendclip_core.encoder import create_model  # noqa: E402
+from blendclip_core.train import distributed  # noqa: E402
+from blendclip_core.train.loop import TrainModule, compile_encoder, train_step  # noqa: E402
+from blendclip_core.train.losses import PointTextImageLoss  # noqa: E402
+from blendclip_core.train.optim import build_optimizer, build_scheduler  # noqa: E402
+from blendclip_core.train.toy_data import SHAPES, sample_object  # noqa: E402
+
+PEAK_BF16 = {'H100': 989.4e12, 'H200': 989.4e12}  # dense, SXM datasheet
+
+
+def forward_flops_per_object(cfg, n_points: int, split_second_conv: bool = True) -> float:
+    """Matrix FLOPs (2 x MACs) of one object's forward pass."""
+    n = min(n_points, cfg.max_points)
+    k = cfg.num_patches(n)
+    g, c = cfg.group_size, cfg.in_channels
+    rows = k * g  # point rows in the tokenizer
+    macs = rows * (c * cfg.tokenizer_hidden + cfg.tokenizer_hidden * cfg.tokenizer_local)
+    if split_second_conv:  # local half per point, global half once per patch
+        macs += (rows + k) * cfg.tokenizer_local * cfg.tokenizer_hidden2
+    else:
+        macs += rows * 2 * cfg.tokenizer_local * cfg.tokenizer_hidden2
+    macs += rows * cfg.tokenizer_hidden2 * cfg.encoder_dim
+    macs += k * cfg.encoder_dim * cfg.width  # reduce_dim
+    macs += k * (3 * cfg.pos_hidden + cfg.pos_hidden * cfg.width)  # positional MLP
+    seq, w = k + 1, cfg.width
+    hidden = int(w * cfg.mlp_ratio)
+    per_block = seq * w * (3 * w + w + 2 * hidden) + 2 * seq * seq * w  # qkv, proj, mlp; QK^T and AV
+    macs += cfg.depth * per_block
+    macs += 2 * w * cfg.embed_dim  # projection
+    return 2.0 * macs
+
+
+def peak_flops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def make_batches(n_batches: int, batch: int, n_points: int, dim: int, seed: int, device: torch.device):
+    """Generated dense objects (toy shapes), packed, with unit text/image targets; 20 % images missing."""
+    rng = np.random.default_rng(seed)
+    shapes = list(SHAPES)
+    out = []
+    for _ in range(n_batches):
+        pts = [sample_object(shapes[i % len(shapes)], rng, n_points, 'synthetic', 0.005)
+               for i in range(batch)]
+        counts = np.full(batch, n_points, np.int64)
+        text = F.normalize(torch.from_numpy(rng.normal(size=(batch, dim)).astype(np.float32)), dim=1)
+        image = F.normalize(text + 0.3 * torch.randn(batch, dim), dim=1)
+        valid = torch.from_numpy(rng.random(batch) > 0.2)
+        out.append((torch.from_numpy(np.concatenate(pts)).to(device), counts, text.to(device),
+                    image.to(device), valid.to(device)))
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_grouping(encoder, batches, device, repeats: int) -> float:
+    """Median ms of FPS + kNN alone (no grad) for one batch: the share a loader-side grouping would move."""
+    from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
+    from blendclip_core.encoder.packing import make_plan
+
+    cfg = encoder.config
+    pts, counts = batches[0][0], batches[0][1]
+    dp = make_plan(counts, cfg).to_device(device)
+    times = []
+    for i in range(repeats + 3):
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            centres = farthest_point_sample(pts, dp.offsets, dp.k, dp.caps.k_max, dp.caps.n_max,
+                                            cfg.fps_start)
+            knn_group(pts, dp.offsets, centres, dp.k, cfg.group_size, dp.caps.n_max)
+        sync(device)
+        if i >= 3:
+            times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def run(args) -> dict:
+    info = distributed.init_distributed(args.device)
+    dev = info.device
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    encoder = create_model(args.model, **({'drop_path': 0.0} if args.no_drop_path else {}))
+    if info.distributed:
+        distributed.convert_batchnorm(encoder, dev)
+    encoder.to(dev)
+    loss = PointTextImageLoss().to(dev)
+    module = TrainModule(encoder, loss)
+    if args.variant == 'compile':
+        compile_encoder(encoder, dynamic=False)
+    opt = build_optimizer(module, 1e-4, 0.1, (0.9, 0.98), fused=dev.type == 'cuda')
+    sched = build_scheduler(opt, 10**6, 0, 1e-4, 1e-5)
+    step_module = module
+    if info.distributed:
+        step_module = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[dev.index] if dev.type == 'cuda' else None)
+    batches = make_batches(3, args.batch, args.points, encoder.embed_dim, 100 + info.rank, dev)
+    t0 = time.perf_counter()
+    for i in range(args.warmup):
+        train_step(step_module, loss, opt, sched, batches[i % 3], 1.0, dev, 'bf16')
+    sync(dev)
+    warmup_s = time.perf_counter() - t0
+    if dev.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    distributed.barrier()
+    sync(dev)
+    t_all = time.perf_counter()
+    for i in range(args.steps):
+        t = time.perf_counter()
+        res = train_step(step_module, loss, opt, sched, batches[i % 3], 1.0, dev, 'bf16')
+        sync(dev)
+        times.append(time.perf_counter() - t)
+    total = time.perf_counter() - t_all
+    if args.profile and info.is_main:
+        profile_steps(step_module, loss, opt, sched, batches, dev, args.profile, args.json)
+    grouping_ms = time_grouping(encoder, batches, dev, 5) if info.is_main else None
+    step_s = statistics.median(times)
+    cfg = encoder.config
+    f_exec = 3 * forward_flops_per_object(cfg, args.points, True)
+    f_def = 3 * forward_flops_per_object(cfg, args.points, False)
+    obj_per_gpu = args.batch / step_s
+    name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'CPU ({platform.machine()})'
+    peak = peak_flops(name)
+    out = {
+        'variant': args.variant, 'model': args.model, 'world_size': info.world_size, 'device': name,
+        'batch_per_gpu': args.batch, 'points': args.points,
+        'patches_per_object': cfg.num_patches(args.points),
+        'step_ms_median': 1e3 * step_s, 'step_ms_min': 1e3 * min(times), 'step_ms_max': 1e3 * max(times),
+        'objects_per_s_per_gpu': obj_per_gpu, 'objects_per_s_total': obj_per_gpu * info.world_size,
+        'objects_per_s_total_wall': args.batch * info.world_size * args.steps / total,
+        'train_gflop_per_object_executed': f_exec / 1e9, 'train_gflop_per_object_pointbert': f_def / 1e9,
+        'achieved_tflops_per_gpu': f_exec * obj_per_gpu / 1e12,
+        'mfu': f_exec * obj_per_gpu / peak if peak else None,
+        'mfu_pointbert_flops': f_def * obj_per_gpu / peak if peak else None,
+        'grouping_ms_per_batch': grouping_ms, 'warmup_s': warmup_s, 'last_loss': float(res.loss),
+        'peak_memory_gib': torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None,
+        'torch': torch.__version__, 'varlen_attention': _has_varlen(),
+    }
+    distributed.cleanup()
+    return out
+
+
+def profile_steps(step_module, loss, opt, sched, batches, dev, n: int, json_path: str | None) -> None:
+    """Kernel table of n steps (self device time) and the device-busy share of their wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == 'cuda' else [])
+    sync(dev)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for i in range(n):
+            train_step(step_module, loss, opt, sched, batches[i % 3], 1.0, dev, 'bf16')
+        sync(dev)
+    wall = time.perf_counter() - t0
+    key = 'self_device_time_total' if dev.type == 'cuda' else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=70)
+    events = prof.key_averages()
+    busy = sum(getattr(e, 'self_device_time_total', 0) for e in events) / 1e6
+    summary = (f'profile: {n} steps, wall {wall * 1e3:.1f} ms, '
+               f'device busy {busy * 1e3:.1f} ms ({busy / wall:.0%})')
+    print(table + '\n' + summary)
+    if json_path:
+        Path(json_path).with_suffix('.profile.txt').write_text(table + '\n' + summary + '\n')
+
+
+def _has_varlen() -> bool:
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def merge(paths: list[str], out: str) -> dict:
+    """Combine per-run JSONs into benchmarks/results/trainer.json (best variant per setting)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    one = [r for r in runs if r['world_size'] == 1 and r.get('machine') == 'h100']
+    two_m = [r for r in runs if r.get('machine') == 'h200x2']
+    best1 = max(one, key=lambda r: r['objects_per_s_total']) if one else None
+    res = {}
+    if best1:
+        res.update(train_objects_per_s_1gpu=best1['objects_per_s_total'], mfu_1gpu=best1['mfu'],
+                   mfu_1gpu_pointbert_flops=best1['mfu_pointbert_flops'],
+                   step_ms_1gpu=best1['step_ms_median'],
+                   grouping_ms_per_batch_1gpu=best1['grouping_ms_per_batch'])
+    for r in one:
+        res[f'train_objects_per_s_1gpu_{r["variant"]}'] = r['objects_per_s_total']
+        res[f'mfu_1gpu_{r["variant"]}'] = r['mfu']
+    single = [r for r in two_m if r['world_size'] == 1]
+    double = [r for r in two_m if r['world_size'] == 2]
+    if single and double:
+        variant = max(double, key=lambda r: r['objects_per_s_total'])['variant']
+        s = next((r for r in single if r['variant'] == variant), single[0])
+        d = next(r for r in double if r['variant'] == variant)
+        for v in sorted({r['variant'] for r in double}):
+            sv = next((r for r in single if r['variant'] == v), None)
+            dv = next(r for r in double if r['variant'] == v)
+            if sv:
+                res[f'scaling_2gpu_{v}'] = dv['objects_per_s_total'] / sv['objects_per_s_total']
+                res[f'train_objects_per_s_2gpu_{v}'] = dv['objects_per_s_total']
+        res.update(train_objects_per_s_2gpu=d['objects_per_s_total'],
+                   train_objects_per_s_1gpu_same_machine=s['objects_per_s_total'],
+                   scaling_2gpu=d['objects_per_s_total'] / s['objects_per_s_total'],
+                   mfu_2gpu_per_gpu=d['mfu'])
+    devices = sorted({f'{r["machine"]}: {r["device"]} x{r["world_size"]}' for r in runs})
+    doc = {'device': '; '.join(devices), 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d'),
+           'results': res, 'runs': runs,
+           'notes': 'bf16 autocast; MFU = executed matrix FLOPs x objects/s per GPU / 989.4 TFLOP/s'}
+    Path(out).write_text(json.dumps(doc, indent=1) + '\n')
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--model', default='pointbert-s')
+    p.add_argument('--batch', type=int, default=64, help='objects per GPU')
+    p.add_argument('--points', type=int, default=8192)
+    p.add_argument('--steps', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--variant', choices=['eager', 'compile'], default='eager')
+    p.add_argument('--no-drop-path', action='store_true')
+    p.add_argument('--profile', type=int, default=0, help='also profile this many steps (kernel table)')
+    p.add_argument('--device', default='cuda', help="'cpu' only to check the script (tiny sizes)")
+    p.add_argument('--machine', default='', help='tag stored with the run (h100, h200x2)')
+    p.add_argument('--json', help='write this run to a JSON file (main rank)')
+    p.add_argument('--merge', nargs='+', help='merge run JSONs into --out')
+    p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'trainer.json'))
+    args = p.parse_args(argv)
+    if args.merge:
+        doc = merge(args.merge, args.out)
+        print(json.dumps(doc['results'], indent=1))
+        return 0
+    if args.device != 'cpu' and not torch.cuda.is_available():
+        print('trainer_bench: needs a CUDA GPU (the CPU path is covered by tests/train)', file=sys.stderr)
+        return 1
+    os.environ.setdefault('NCCL_NVLS_ENABLE', '0')
+    result = run(args)
+    result['machine'] = args.machine
+    result['host'] = platform.node()
+    if int(os.environ.get('RANK', '0')) == 0:
+        print(json.dumps(result, indent=1))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
