@@ -272,9 +272,27 @@ class BlendClipNode(LifecycleNode):
                         P.parse_static_transforms(value or ())
                     except ValueError as exc:
                         return self._reject(str(exc))
+        if {'vocabulary', 'prompt_templates'} & updates.keys():
+            reason = self._vocabulary_problem(updates)
+            if reason:
+                return self._reject(reason)
         if updates:
             self._apply_dynamic(updates)
         return SetParametersResult(successful=True)
+
+    def _vocabulary_problem(self, updates: dict) -> str | None:
+        """The classifier's own check of the new labels + templates (e.g. 'a  b' vs 'a b' collide)."""
+        from blendclip_core.classifier import VocabularyError, validate_vocabulary
+
+        current = self.params or P.NodeParams(
+            vocabulary=tuple(self.get_parameter('vocabulary').value),
+            prompt_templates=tuple(self.get_parameter('prompt_templates').value))
+        try:
+            validate_vocabulary(list(updates.get('vocabulary', current.vocabulary)),
+                                list(updates.get('prompt_templates', current.prompt_templates)))
+        except VocabularyError as exc:
+            return str(exc)
+        return None
 
     def _reject(self, reason: str) -> SetParametersResult:
         self.counters['parameters_rejected'] += 1

@@ -30,3 +30,21 @@ def test_configure_with_missing_checkpoint_fails_cleanly_and_reports(tmp_path):
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_vocabulary_is_checked_like_the_classifier_checks_it():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        node = BlendClipNode('blendclip_vocab_check', context=ctx)
+        # equal once whitespace is normalised: the classifier would refuse it later, so refuse it now
+        bad = node.set_parameters([Parameter('vocabulary', value=['traffic  cone', 'traffic cone'])])[0]
+        assert not bad.successful and 'twice' in bad.reason
+        bad = node.set_parameters([Parameter('prompt_templates', value=['a {}', 'a {}'])])[0]
+        assert not bad.successful and 'unique' in bad.reason
+        assert node.set_parameters([Parameter('vocabulary', value=['kick scooter'])])[0].successful
+        assert node.get_parameter('vocabulary').value == ['kick scooter']
+        node.shutdown_quietly()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
