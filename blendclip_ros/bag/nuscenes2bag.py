@@ -216,6 +216,10 @@ def main(argv=None) -> int:
     print(f'wrote {args.out} ({args.storage}, rosbag2 v{args.bag_version})')
     for line in summary.lines():
         print(line)
+    if not summary.frames:
+        print('blendclip-nuscenes2bag: error: no frame could be converted (see the warnings above)',
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -224,12 +224,23 @@ def make_corrupt(root: Path) -> dict:
                                   corrupt=('missing_pcd', 'truncated_pcd', 'missing_sweep'))
 
 
-def test_cli_errors(tmp_path, capsys):
+def test_cli_errors(tmp_path, sample_dir, capsys):
     assert nuscenes2bag.main([str(tmp_path / 'x'), '--dataroot', str(tmp_path), '--no-progress']) == 2
     assert 'no table folder' in capsys.readouterr().err
+    assert nuscenes2bag.main([str(tmp_path / 'y'), '--sample-dir', str(tmp_path), '--no-progress']) == 2
+    assert 'has no annotations_lidar.json' in capsys.readouterr().err
     bad = tmp_path / 'bad.json'
     bad.write_text('[1, 2]')
-    assert nuscenes2bag.main([str(tmp_path / 'y'), '--sample-dir', str(tmp_path), '--no-progress']) == 2
+    assert nuscenes2bag.main([str(tmp_path / 'z'), '--sample-dir', str(sample_dir), '--detections', str(bad),
+                              '--no-progress']) == 2
+    assert "expected an object with a 'results' mapping" in capsys.readouterr().err
+
+
+def test_cli_wrong_channel_converts_nothing(dataroot, tmp_path, capsys):
+    root, info = dataroot
+    rc = nuscenes2bag.main([str(tmp_path / 'w'), '--dataroot', str(root), '--version', info['version'],
+                            '--scenes', 'scene-0001', '--lidar', 'LIDAR_FRONT', '--no-progress'])
+    assert rc == 2 and 'no frame could be converted' in capsys.readouterr().err
 
 
 def test_type_hashes_equal_rosidl(dataroot_bag):
