@@ -9,6 +9,7 @@ cameras are the sample's key-frame camera images with their own ego poses.
 from __future__ import annotations
 
 import logging
+import re
 from functools import reduce
 from pathlib import Path
 
@@ -62,8 +63,21 @@ def _rotation(rotation_wxyz) -> np.ndarray:
     return Quaternion(q).rotation_matrix
 
 
-def _visibility_level(token: str) -> int:
-    return int(token) if str(token).isdigit() else 0
+VISIBILITY_BUCKETS = ((40, 1), (60, 2), (80, 3), (100, 4))  # upper bound of 'v<lo>-<hi>' -> nuScenes level
+
+
+def visibility_level(db, token: str) -> int:
+    """nuScenes level 1..4 of a visibility token: '1'..'4' directly, otherwise from the record's level
+    string ('v80-100' -> 4), 0 when unknown (then no crop passes a --min-visibility above 0)."""
+    token = str(token or '')
+    if token.isdigit():
+        return int(token)
+    try:
+        level = str(db.get('visibility', token)['level'])
+        upper = int(re.findall(r'\d+', level)[-1])
+    except (KeyError, IndexError, ValueError, AssertionError):
+        return 0
+    return next((lvl for bound, lvl in VISIBILITY_BUCKETS if upper <= bound), 0)
 
 
 def scene_samples(db, scene_token: str) -> list[str]:
@@ -115,7 +129,7 @@ def make_annotation(db, token: str, ref_from_global: np.ndarray, ego_from_global
         size_lwh=np.array([length, w, h]),
         velocity=ref_from_global[:3, :3] @ (velocity if valid_v else np.zeros(3)), velocity_valid=valid_v,
         attributes=tuple(db.get('attribute', a)['name'] for a in rec['attribute_tokens']),
-        visibility=_visibility_level(rec.get('visibility_token', '')),
+        visibility=visibility_level(db, rec.get('visibility_token', '')),
         distance=float(np.hypot(center_ego[0], center_ego[1])),
         num_lidar_pts=int(rec.get('num_lidar_pts', -1)))
 

@@ -449,7 +449,8 @@ def nuscenes_to_truckscenes(nusc_root: Path, out_root: Path, version: str = 'v1.
 
     Every LIDAR_TOP frame becomes two LiDARs, LIDAR_LEFT (ego y >= 0) and LIDAR_RIGHT (ego y < 0), with
     their own mounting poses (`TRUCK_LIDARS`) and .pcd files (x, y, z, intensity), same timestamps and
-    ego poses; cameras, boxes and all other records are kept, the TruckScenes-only tables are empty.
+    ego poses; visibility tokens become opaque ('vis-4', level 'v80-100'); cameras, boxes and all other
+    records are kept, the TruckScenes-only tables are empty.
     The union of both LiDARs is exactly the generated cloud, so the generator's counts still hold.
     """
     import shutil
@@ -487,6 +488,11 @@ def nuscenes_to_truckscenes(nusc_root: Path, out_root: Path, version: str = 'v1.
                                           **{k: f'{v}-{chan}' if v else '' for k, v in rename.items()}})
     for name in ('ego_motion_cabin', 'ego_motion_chassis', 'weather_annotation'):
         tables[name] = []
+    # visibility records with opaque tokens: readers must go by the record's level ('v80-100')
+    for v in tables['visibility']:
+        v['token'] = f'vis-{v["token"]}'
+    for a in tables['sample_annotation']:
+        a['visibility_token'] = f'vis-{a["visibility_token"]}'
     (out_root / version).mkdir()
     for name, rows in tables.items():
         (out_root / version / f'{name}.json').write_text(json.dumps(rows))

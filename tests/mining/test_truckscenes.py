@@ -34,7 +34,10 @@ def test_truckscenes_lidars_fused_and_twelve_classes(tmp_path):
     labels = {info['annotations'][k]['category']: t.label_coarse for k, t in mined.items()}
     assert labels['animal'] == 'animal' and labels['movable_object.debris'] == ''
     assert labels['vehicle.car'] == 'car' and labels['human.pedestrian.adult'] == 'pedestrian'
-    assert any(t.image is not None for t in mined.values())  # the cameras work in the ego reference too
+    # the cameras work in the ego reference too, and visibility comes from the records' levels
+    assert any(t.image is not None for t in mined.values())
+    for token, t in mined.items():
+        assert t.meta['visibility'] == int(info['annotations'][token]['visibility'])
 
 
 def test_missing_truckscenes_root_is_a_clear_error(tmp_path, capsys):
