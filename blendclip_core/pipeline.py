@@ -27,7 +27,7 @@ class PipelineConfig:
     max_points: int = 8192  # per-object cap (seeded uniform subset; the method's input size)
     score_threshold: float = 0.0  # best score below this -> BELOW_THRESHOLD (labels still reported)
     canonical_yaw: bool = False  # rotate objects into their box frame (only if the model was trained so)
-    top_k: int = 5  # labels reported per object
+    top_k: int | None = None  # labels reported per object; None: the classifier's top_k
     channels: int | None = None  # point columns given to the encoder; None: what the encoder takes
     box_margin: float | None = None  # alias of margin (the node's parameter name); wins when set
 
@@ -38,7 +38,7 @@ class PipelineConfig:
             raise ValueError(f'margin must be finite, got {self.margin}')
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f'score_threshold must be in [0, 1], got {self.score_threshold}')
-        if self.min_points < 1 or self.max_points < 1 or self.top_k < 1:
+        if self.min_points < 1 or self.max_points < 1 or (self.top_k is not None and self.top_k < 1):
             raise ValueError('min_points, max_points and top_k must be >= 1')
 
 

@@ -62,3 +62,12 @@ def test_bad_config_is_rejected():
     for kwargs in ({'score_threshold': 1.5}, {'min_points': 0}, {'margin': float('inf')}, {'top_k': 0}):
         with pytest.raises(ValueError):
             PipelineConfig(**kwargs)
+
+
+def test_empty_frames(classifier):
+    boxes = Boxes.from_yaw([[0, 0, 0], [1, 1, 1]], [[1, 1, 1], [-1, 1, 1]], [0, 0])
+    pred = label_frame(np.zeros((0, 4), np.float32), boxes, classifier)
+    assert pred.status.tolist() == [ObjectStatus.NO_POINTS, ObjectStatus.INVALID_BOX]
+    assert (pred.indices == -1).all() and pred.indices.shape == (2, 3)
+    none = label_frame(np.ones((10, 3), np.float32), Boxes.empty(), classifier)
+    assert len(none) == 0 and none.indices.shape == (0, 3) and none.vocabulary == NUSCENES_10
