@@ -55,3 +55,23 @@ def test_label_bag_refusals(sample_bag, tmp_path, capsys):
     assert run(sample_bag, tmp_path / 'd', '-p', f'checkpoint:={tmp_path / "none.pt"}') == 2
     assert not (tmp_path / 'd').exists()
     assert run(sample_bag, tmp_path / 'e', '-p', 'top_k') == 2  # not name:=value
+
+
+def test_label_corrupt_dataroot_answers_every_box(params_file, tmp_path):
+    """A zero-size annotation reaches the node's pipeline as INVALID_BOX; frames with lost LiDAR files
+    were skipped (and counted) by the conversion, so nothing else is missing."""
+    from helpers.nuscenes_dataroot import make_nuscenes_dataroot
+    root = tmp_path / 'root'
+    info = make_nuscenes_dataroot(root, samples_per_scene=3, sweeps_per_sample=0, ground_points=200,
+                                  write_images=False, corrupt=('zero_size_annotation', 'missing_pcd'))
+    src, out = tmp_path / 'src', tmp_path / 'out'
+    assert nuscenes2bag.main(['--out', str(src), '--dataroot', str(root), '--no-progress']) == 0
+    stats = label_bag.label_bag(src, out, label_bag.node_params(params_file, {}), progress=False)
+    assert stats.frames_labelled == 2 and stats.status_counts['INVALID_BOX'] == 1
+    bad = info['corrupted']['zero_size_annotation']['annotation']
+    with AnyReader([out]) as reader:
+        conns = [c for c in reader.connections if c.topic == '/blendclip/objects']
+        objects = [o for c, _, raw in reader.messages(connections=conns)
+                   for o in reader.deserialize(raw, c.msgtype).objects]
+    assert [o.status for o in objects if o.id == bad] == [2]  # STATUS_INVALID_BOX
+    assert all(o.status == 0 for o in objects if o.id != bad and o.num_points > 0)
