@@ -38,11 +38,17 @@ class TripletDataset(Sequence):
     """Triplets of a shard directory, in index order (optionally one split)."""
 
     def __init__(self, root: str | Path, split: str | None = None, embeddings: str | None = None,
-                 verify: str = 'size', on_corrupt: str = 'raise', include_void: bool = True):
+                 verify: str = 'size', on_corrupt: str = 'raise', include_void: bool = True,
+                 exclude_classes: Sequence[str] = ()):
+        """root: a blendclip-mine output; split: only shards of that split; embeddings: a text space spec
+        whose blendclip-embed output to attach; verify: 'none' | 'size' | 'sha256'; on_corrupt: 'raise'
+        | 'skip'; include_void: keep objects without a benchmark class; exclude_classes: benchmark
+        classes to hold out (the method's unseen-class experiments)."""
         if on_corrupt not in ('raise', 'skip'):
             raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
         self.root = Path(root)
         self.index = read_index(self.root)
+        held_out = set(exclude_classes) - {''}
         self.skipped: Counter = Counter()
         self.shards: list[dict] = []
         self.entries: list[tuple[int, dict]] = []
@@ -61,7 +67,7 @@ class TripletDataset(Sequence):
                 continue
             self.shards.append(record)
             for entry in members:
-                if include_void or entry['label_coarse']:
+                if (include_void or entry['label_coarse']) and entry['label_coarse'] not in held_out:
                     self.entries.append((len(self.shards) - 1, entry))
         self.labels = [e['label_coarse'] or e['label'] for _, e in self.entries]
         self.num_points = [int(e['num_points']) for _, e in self.entries]

@@ -83,6 +83,9 @@ def test_dataset_matches_streamed_shards(mined):
     no_void = TripletDataset(mined, include_void=False)
     assert len(no_void) == len(ds) - index['classes'].get('(void)', 0)
     assert len(TripletDataset(mined, split='nonexistent')) == 0
+    held = TripletDataset(mined, exclude_classes=('car', 'pedestrian'))
+    assert len(held) == len(ds) - index['classes']['car'] - index['classes']['pedestrian']
+    assert not {'car', 'pedestrian'} & set(held.labels)
     import pickle
 
     ds[0]  # opens a shard file; a pickled copy (DataLoader worker) opens its own
