@@ -44,7 +44,7 @@ TRUCKSCENES_12: tuple[str, ...] = tuple(TRUCKSCENES_12_NAMES.values())
 
 # What the node labels with when the user configures nothing: the nuScenes classes plus a few
 # road users and street objects that detectors often box but the benchmark does not name.
-DRIVING_EXTRA: tuple[str, ...] = ('kick scooter', 'stroller', 'dog', 'bench', 'traffic sign')
+DRIVING_EXTRA: tuple[str, ...] = ('kick scooter', 'stroller', 'dog', 'bench', 'traffic sign', 'trash can')
 DRIVING: tuple[str, ...] = NUSCENES_10 + DRIVING_EXTRA
 
 # Prompts for point-cloud classification. The method evaluates nuScenes with the first one alone;

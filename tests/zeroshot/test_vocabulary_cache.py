@@ -120,3 +120,9 @@ def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
 def test_encode_vocabulary_method_matches_function(minilm):
     torch.testing.assert_close(minilm.encode_vocabulary(['bus'], ['a {}']),
                                embed_vocabulary(minilm, ['bus'], ['a {}']))
+
+
+def test_driving_vocabulary_covers_the_generated_classes():
+    from blendclip_core.synthetic.shapes import class_names
+
+    assert set(class_names()) <= set(DRIVING)
