@@ -195,6 +195,8 @@ def run(args) -> dict:
             'model_ms_p99': float(after.get('model_ms_p99', float('nan'))),
             'processing_ms_p50': float(after.get('processing_ms_p50', float('nan'))),
             'processing_ms_p99': float(after.get('processing_ms_p99', float('nan'))),
+            **{f'{part}_ms_{q}': float(after.get(f'{part}_ms_{q}', float('nan')))
+               for part in ('convert', 'crop', 'build', 'publish', 'queue_wait') for q in ('p50', 'p99')},
             'frames_published': len(published),
             'frames_answered': answered,
             'frames_dropped': dropped,

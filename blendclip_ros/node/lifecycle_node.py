@@ -239,6 +239,8 @@ class BlendClipNode(LifecycleNode):
         self.windows['model'].add(model_ms)
         self.windows['ros_overhead'].add((t_end - t_start) * 1e3 - model_ms)
         self.windows['publish'].add((t_end - t_built) * 1e3)
+        for name in ('convert', 'crop', 'build'):
+            self.windows[name].add(outcome.timings[f'{name}_ms'])
         stamp_ns = _stamp_ns(job.boxes.header.stamp)
         self.windows['stamp_to_publish'].add((self._now_ns() - stamp_ns) / 1e6)
 

@@ -123,6 +123,7 @@ def test_every_frame_answered_one_object_per_box(client, sample):
     counters = client.wait_counter('frames_published', 3)
     assert counters['frames_dropped'] == 0 and counters['objects_labelled'] >= 3 * (recount > 0).sum()
     assert counters['ros_overhead_samples'] >= 3 and counters['model_ms_p50'] > 0
+    assert all(counters[f'{k}_samples'] >= 3 for k in ('convert', 'crop', 'build', 'publish', 'queue_wait'))
 
 
 def test_vocabulary_change_through_parameter_service(client, sample):
