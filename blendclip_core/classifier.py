@@ -232,8 +232,8 @@ class ZeroShotClassifier:
                         ) -> ZeroShotClassifier:
         """Encoder and model card from a checkpoint; the text space from the card (or given).
 
-        path None: the packaged default model. labels (alias `vocabulary`) default to the driving
-        vocabulary, templates to the card's.
+        path None: the packaged default model. labels (alias `vocabulary`), None or empty: the driving
+        vocabulary; templates, None or empty: the card's.
         A text cache shipped beside the checkpoint (<name>.text_cache.npz) answers known prompts
         without loading the text model.
         """
