@@ -103,8 +103,9 @@ def write_examples(root: Path, triplets: list) -> Path | None:
     if not triplets:
         return None
     fig, axes = plt.subplots(len(triplets), 3, figsize=(10, 2.6 * len(triplets)), squeeze=False)
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.97, bottom=0.03, hspace=0.45, wspace=0.25)
     for row, t in zip(axes, triplets):
-        pts = np.asarray(t.points)
+        pts = np.asarray(t.points)[:: max(1, len(t.points) // 3000)]  # enough to see the shape
         colour = pts[:, 4] if pts.shape[1] > 4 else 'tab:blue'
         for ax, (a, b), name in ((row[0], (0, 1), 'top (x, y)'), (row[1], (0, 2), 'side (x, z)')):
             ax.scatter(pts[:, a], pts[:, b], c=colour, s=2, cmap='viridis')
@@ -115,8 +116,7 @@ def write_examples(root: Path, triplets: list) -> Path | None:
         if t.image:
             row[2].imshow(Image.open(io.BytesIO(t.image)).convert('RGB'))
         label = t.label_coarse or f'{t.label} (void)'
-        row[2].set_title(f'{label}: {t.caption}\n{len(pts)} points', fontsize=8)
-    fig.tight_layout()
+        row[2].set_title(f'{label}: {t.caption}\n{len(t.points)} points', fontsize=8)
     folder = Path(root) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f'.{EXAMPLES_NAME}.tmp.png'
