@@ -170,3 +170,20 @@ def test_absurd_box_sizes_and_boxes_away_from_the_cloud():
     assert cropped.points_in_box[1] > 0 and cropped.points_in_box[4] > 0
     shrunk = crop_objects(points, boxes.subset([4]), margin=-2.5)  # a negative margin may empty a box
     assert shrunk.status.tolist() == [ObjectStatus.NO_POINTS]
+
+
+def test_property_any_boxes_match_brute_force():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(seed=st.integers(0, 2**31), n_boxes=st.integers(0, 40), n_points=st.integers(0, 3000),
+           scale=st.sampled_from([0.05, 1.0, 30.0]), tilt=st.booleans(), margin=st.floats(-0.2, 0.5))
+    def check(seed, n_boxes, n_points, scale, tilt, margin):
+        rng = np.random.default_rng(seed)
+        points = random_cloud(rng, n_points, extent=10.0)
+        boxes = random_boxes(rng, n_boxes, extent=12.0, size=(0.01 * scale, 4 * scale), tilt=tilt)
+        cropped = crop_objects(points, boxes, margin=margin, max_points=10**9)
+        _assert_matches_brute_force(points, boxes, cropped, margin)
+
+    check()
