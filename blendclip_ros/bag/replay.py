@@ -108,6 +108,9 @@ class Replayer:
             raise ReplayError(f'topics not in the bag: {sorted(missing)}')
         for topic, conns in sorted(by_topic.items()):
             msgtype = conns[0].msgtype
+            if any(c.msgtype != msgtype for c in conns):
+                raise ReplayError(f'{topic} holds several types {sorted({c.msgtype for c in conns})}; '
+                                  'pick the other topics with --topics')
             try:
                 cls = message_class(msgtype)
             except (ImportError, AttributeError, ValueError) as exc:
