@@ -42,6 +42,8 @@ def generate_launch_description():
         ),
         Node(
             package='blendclip', executable='blendclip-replay', name='blendclip_replay', output='screen',
-            arguments=[arg('bag'), '--rate', arg('rate')],
+            # Wait until the node subscribes (it loads its model first), so no frame is played to nobody.
+            arguments=[arg('bag'), '--rate', arg('rate'), '--wait-for-subscribers', '1',
+                       '--wait-timeout', '300'],
         ),
     ])
