@@ -156,7 +156,7 @@ def report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.25
     titles = ('held-out simulated scans', 'real sweep, boxes >= 20 pts', 'real sweep, all boxes')
     for i, (name, label) in enumerate(RUNS.items()):
@@ -168,7 +168,8 @@ def report(args: argparse.Namespace) -> None:
     ax.set_ylabel('zero-shot top-1 (%)')
     ax.set_title(f'Curriculum on generated data: {data["steps"]} steps, batch 64, {data["device"]}',
                  fontsize=9)
-    ax.legend(fontsize=7, title='scan-like samples per batch', title_fontsize=7)
+    ax.legend(fontsize=7, title='scan-like samples per batch', title_fontsize=7, loc='upper left',
+              bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(args.png, dpi=120)
     print(f'plot: {args.png}')
