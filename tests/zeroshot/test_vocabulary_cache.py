@@ -110,6 +110,9 @@ def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
 
     with pytest.raises(TextSpaceError):
         CachedTextSpace('minilm:all-MiniLM-L6-v2', loaded)
+    other_weights = TextEmbeddingCache(space.spec, 'sha256:0123456789abcdef', 64)
+    with pytest.raises(TextSpaceError, match='cannot extend'):  # never mix vectors of two weights
+        CachedTextSpace(space.spec, other_weights, fallback=space).embed_texts(['a car'])
     with pytest.raises(ValueError):
         loaded.add(['x'], np.zeros((1, 3)))
     (tmp_path / 'bad.npz').write_bytes(b'nope')
