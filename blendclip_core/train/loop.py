@@ -467,7 +467,10 @@ class Trainer:
             self.batches, batch_size=None, sampler=range(self.state.step, self.total_steps),
             num_workers=self.cfg.data.num_workers, collate_fn=_identity,
             pin_memory=self.device.type == 'cuda', prefetch_factor=4 if self.cfg.data.num_workers else None,
-            persistent_workers=False)
+            persistent_workers=False,
+            # Its own generator: creating the iterator must not draw from the global torch RNG, whose
+            # state (drop-path) a resumed run restores from the checkpoint.
+            generator=torch.Generator().manual_seed(self.cfg.seed))
         bar = self._progress()
         eval_every = self._eval_every()
         objects_world = self.cfg.batch_size * self.spec.world_size
