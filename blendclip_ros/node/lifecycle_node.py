@@ -101,7 +101,10 @@ class BlendClipNode(LifecycleNode):
         self.params = params
         self.settings = runtime.FrameSettings.from_params(params)
         self.windows = {name: LatencyWindow(params.latency_window) for name in runtime.WINDOWS}
+        old_sync = self.sync
         self.sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, params.max_stamp_age_ns)
+        if old_sync is not None:  # counters cover the life of the process, like the node's own
+            self.sync.counters = old_sync.counters
         self.destroy_timer(self._diag_timer)
         self._diag_timer = self.create_timer(params.diagnostics_period, self.publish_diagnostics)
         self._pubs = {
@@ -339,10 +342,12 @@ class BlendClipNode(LifecycleNode):
                 counters[f'sync_{k}'] = v
         for k, v in self.worker.counters.as_dict().items():
             counters[f'worker_{k}'] = v
+        # A frame is a cloud: it was never paired (stale, too old, evicted; not the ones still waiting),
+        # or paired and then replaced while the worker was busy, skipped, or failed.
+        pending = self.sync.pending()['cloud'] if self.sync is not None else 0
+        unpaired = counters['clouds_received'] - counters.get('sync_paired', 0) - pending
         counters['frames_dropped'] = (
-            counters.get('worker_dropped_busy', 0) + counters.get('sync_stale', 0)
-            + counters.get('sync_too_old', 0) + counters.get('sync_evicted_unpaired', 0)
-            + counters.get('frames_failed', 0)
+            max(unpaired, 0) + counters.get('worker_dropped_busy', 0) + counters.get('frames_failed', 0)
             + sum(v for k, v in counters.items() if k.startswith('frames_skipped_')))
         return counters
 

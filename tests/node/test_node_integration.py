@@ -259,6 +259,8 @@ def test_bad_inputs_are_answered_or_counted_and_node_keeps_serving(client, sampl
     client.wait_counter('sync_evicted_unpaired', before + 2)
 
     # the node is alive, still answering, and counted every frame that failed (none)
+    dropped = client.wait_counter('frames_dropped', 4)['frames_dropped']
+    assert dropped == 4  # too many boxes, frame mismatch, stale cloud, unpaired cloud (sent one by one)
     counters = client.counters()
     assert counters['frames_failed'] == 0 and counters['worker_failed'] == 0
     assert counters['state'] == 'active'
