@@ -273,7 +273,7 @@ def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_
             raise ValueError(f'generated set {path or "(no path)"} does not exist: give `generate` '
                              '(generator settings) and `text_space` to make it, or build it with '
                              'python -m blendclip_core.synthetic.build')
-        gen = embed(generate(want, progress=True, workers=workers), text_embedder(text_space, text_cache))
+        gen = embed(_draw(want, workers), text_embedder(text_space, text_cache))
         if path:
             save_npz(path, gen, want)
     if domain and domain != gen.domain:
@@ -281,6 +281,10 @@ def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_
     gen = _filter(gen, classes, limit_per_class)
     log.info('%d generated %s objects from %s', len(gen), gen.domain, path or 'memory')
     return GeneratedTriplets(gen, Path(path).stem if path else 'gen')
+
+
+def _draw(cfg: GeneratorConfig, workers: int) -> GeneratedSet:
+    return generate(cfg, progress=True, workers=workers)  # `generate` is a parameter name in source()
 
 
 def _filter(gen: GeneratedSet, classes: Sequence[str], limit_per_class: int) -> GeneratedSet:
