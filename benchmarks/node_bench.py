@@ -147,6 +147,7 @@ def run(args) -> dict:
         client.spin_until(lambda: False, 1.0)
         received = client.received_at
         before = dict(client.counters())
+        load_before = os.getloadavg()[0]
         period = 1.0 / args.rate
         published: list[int] = []
         start = time.monotonic()
@@ -168,6 +169,7 @@ def run(args) -> dict:
         n_diag = len(client.diagnostics)
         client.spin_until(lambda: len(client.diagnostics) > n_diag + 1, 5.0)
         after = client.counters()
+        load_after = os.getloadavg()[0]
     finally:
         client.close()
         rclpy.shutdown(context=context)
@@ -185,7 +187,9 @@ def run(args) -> dict:
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'config': {'rate_hz': args.rate, 'boxes': args.boxes, 'points': int(len(points)),
                    'duration_s': args.duration, 'markers_subscribed': bool(args.markers),
-                   'transport': 'Fast DDS, shipped profile (16 MB SHM), cloud best effort'},
+                   'transport': 'Fast DDS, shipped profile (16 MB SHM), cloud best effort',
+                   # other jobs share this machine: the 1-minute load average around the measured run
+                   'load_average_1min': [round(load_before, 2), round(load_after, 2)]},
         'results': {
             'e2e_latency_ms_p50': pct(latencies, 50),
             'e2e_latency_ms_p99': pct(latencies, 99),
