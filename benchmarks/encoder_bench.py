@@ -161,6 +161,16 @@ def run_checks(device: torch.device) -> dict[str, float]:
     gb = knn_group(pts, off, fa, k, 32, nm, backend='auto')
     res['check_knn_fast_vs_torch_match'] = float((ga == gb).float().mean())
 
+    for n in (3, 40, 200, 1024):  # single objects: small tiles, other kernel shapes
+        o = ObjectBatch.from_list([_blob(rng, n)])
+        p1, o1 = torch.from_numpy(o.points).to(device), torch.from_numpy(o.offsets).to(device)
+        k1 = torch.tensor([max(1, n // 16)], device=device)
+        fa = farthest_point_sample(p1, o1, k1, int(k1[0]), n, backend='torch')
+        fb = farthest_point_sample(p1, o1, k1, int(k1[0]), n, backend='auto')
+        res[f'check_fps_single_{n}_equal'] = float(torch.equal(fa, fb))
+        ga = knn_group(p1, o1, fa, k1, 32, n, backend='torch')
+        gb = knn_group(p1, o1, fa, k1, 32, n, backend='auto')
+        res[f'check_knn_single_{n}_match'] = float((ga == gb).float().mean())
     torch.manual_seed(0)
     model = create_model('pointbert-s').eval()
     frame = ObjectBatch.from_list([_blob(rng, n) for n in (3, 0, 40, 1024, 4000, 9000, 700)])
@@ -178,14 +188,34 @@ def run_checks(device: torch.device) -> dict[str, float]:
             g1 = model.encode(frame).cpu()
             g2 = model.encode(frame).cpu()
             model.enable_cuda_graphs(False)
+            model.attention_varlen = False
+            padded_attn = model.encode(frame).cpu()
+            model.attention_varlen = True
     rows = [0, 2, 3, 4, 5, 6]
     rel = ((f32 - cpu).norm() / cpu.norm()).item()
     res['check_fp32_device_vs_cpu_rel'] = rel
     res['check_masking_max_abs_fp32'] = (alone - f32[[0, 2, 3]]).abs().max().item()
+    for i, d in zip((0, 2, 3), (alone - f32[[0, 2, 3]]).abs().amax(1).tolist()):
+        res[f'check_masking_obj{i}_max_abs'] = d
+    model.grouping_backend = 'torch'
+    with torch.no_grad():
+        f32t = model.encode(frame).cpu()
+        alone_t = torch.stack([model.encode(ObjectBatch.from_list([frame.object(i)]))[0].cpu()
+                               for i in (0, 2, 3)])
+    model.grouping_backend = 'auto'
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        f32m = model.encode(frame).cpu()
+        alone_m = torch.stack([model.encode(ObjectBatch.from_list([frame.object(i)]))[0].cpu()
+                               for i in (0, 2, 3)])
+    res['check_masking_math_sdpa_max_abs'] = (alone_m - f32m[[0, 2, 3]]).abs().max().item()
+    res['check_masking_torch_grouping_max_abs'] = (alone_t - f32t[[0, 2, 3]]).abs().max().item()
+    res['check_batch_torch_vs_fast_grouping_max_abs'] = (f32t - f32).abs().max().item()
     res['check_empty_row_zero'] = float((f32[1] == 0).all() and (g1[1] == 0).all())
     res['check_finite'] = float(all(torch.isfinite(t).all() for t in (f32, eager, g1)))
     res['check_graph_repeat_equal'] = float(torch.equal(g1, g2))
     res['check_graph_vs_eager_rel'] = ((g1 - eager).norm() / eager.norm()).item()
+    res['check_padded_vs_varlen_attention_rel'] = ((padded_attn - eager).norm() / eager.norm()).item()
     cos = torch.nn.functional.cosine_similarity(eager[rows], cpu[rows])
     res['check_bf16_vs_fp32_min_cos'] = cos.min().item()
     for key, v in res.items():
@@ -232,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick or device.type == 'cpu'
     results: dict[str, float] = run_checks(device) if args.check else {}
     if args.profile and device.type == 'cuda':
-        profile_frames(device, args.profile)
+        try:
+            profile_frames(device, args.profile)
+        except Exception as e:  # the profile is a diagnostic; never lose the benchmark to it
+            log.warning('profile failed: %s', e)
     for i, name in enumerate(configs):
         r = bench_config(name, device, quick, not args.no_graphs)
         results.update(r if i == 0 else {f'{name}/{k}': v for k, v in r.items()})

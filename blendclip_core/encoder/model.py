@@ -19,7 +19,7 @@ from blendclip_core.encoder.config import EncoderConfig
 from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
 from blendclip_core.encoder.packing import Caps, DevicePlan, Plan, graph_caps, make_plan
 from blendclip_core.encoder.tokenizer import PatchEmbed
-from blendclip_core.encoder.transformer import Block
+from blendclip_core.encoder.transformer import Block, Linear
 from blendclip_core.types import ObjectBatch
 
 log = logging.getLogger(__name__)
@@ -32,16 +32,15 @@ class PointEncoder(nn.Module):
         self.config = c
         self.tokenizer = PatchEmbed(c.in_channels, c.tokenizer_hidden, c.tokenizer_local,
                                     c.tokenizer_hidden2, c.encoder_dim)
-        self.reduce_dim = nn.Linear(c.encoder_dim, c.width)
+        self.reduce_dim = Linear(c.encoder_dim, c.width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
         self.cls_pos = nn.Parameter(torch.randn(1, 1, c.width) * 0.02)
-        self.pos_embed = nn.Sequential(nn.Linear(3, c.pos_hidden), nn.GELU(),
-                                       nn.Linear(c.pos_hidden, c.width))
+        self.pos_embed = nn.Sequential(Linear(3, c.pos_hidden), nn.GELU(), Linear(c.pos_hidden, c.width))
         rates = np.linspace(0.0, c.drop_path, c.depth) if c.depth > 1 else [c.drop_path]
         self.blocks = nn.ModuleList(Block(c.width, c.num_heads, c.mlp_ratio, float(r), c.ln_eps)
                                     for r in rates)
         self.norm = nn.LayerNorm(c.width, eps=c.ln_eps)
-        self.proj = nn.Linear(2 * c.width, c.embed_dim, bias=False)
+        self.proj = Linear(2 * c.width, c.embed_dim, bias=False)
         self.grouping_backend = 'auto'  # 'torch' forces the pure-torch FPS/kNN
         self.attention_varlen = True  # False forces padded attention on CUDA too
         self._graphs: dict | None = None
@@ -135,6 +134,10 @@ class PointEncoder(nn.Module):
         k = np.clip((self.config.patch_ratio * counts) // self.config.group_size,
                     self.config.min_patches, self.config.max_patches)
         caps = graph_caps(counts, k)
+        wkey = self._weights_key()
+        if self._graphs and self._graphs.get('_weights') != wkey:
+            self._graphs.clear()  # weights changed since capture: graphs hold casts of the old ones
+        self._graphs['_weights'] = wkey
         plan = make_plan(counts, self.config, caps)
         key = (caps, torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda'), points.device)
         runner = self._graphs.get(key)
@@ -148,6 +151,11 @@ class PointEncoder(nn.Module):
         if runner is False:
             return self._run_eager(points, counts)
         return runner(points, plan)[:plan.n]
+
+    def _weights_key(self) -> tuple:
+        """Changes whenever a parameter or buffer is modified or moved."""
+        ts = [*self.parameters(), *self.buffers()]
+        return sum(t._version for t in ts), ts[0].data_ptr(), ts[-1].data_ptr()
 
     def _run_eager(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
         plan = make_plan(counts, self.config)

@@ -77,9 +77,14 @@ class DevicePlan:
     def from_buffer(cls, buf: torch.Tensor, plan: Plan) -> DevicePlan:
         v = {name: buf[a:b].view(shape) for name, (a, b, shape) in plan.layout.items()}
         seqs = Sequences(cu=v['cu'].to(torch.int32), max_len=plan.caps.k_max + 1, pad_index=v['pad_index'],
-                         pad_valid=v['pad_valid'].bool(), token_obj=v['token_obj'])
+                         pad_valid=v['pad_valid'].bool(), pad_flat=v['pad_flat'], token_obj=v['token_obj'])
         return cls(offsets=v['offsets'], k=v['k'], sel=v['sel'], order=v['order'], cls_rows=v['cls_rows'],
                    pool_index=v['pool_index'], seqs=seqs, caps=plan.caps, total_points=plan.total_points)
+
+
+def _padded(a: np.ndarray, size: int) -> np.ndarray:
+    """a repeated at its last entry up to a fixed size (duplicates write the same value twice)."""
+    return np.concatenate([a, np.full(size - len(a), a[-1] if len(a) else 0, a.dtype)])
 
 
 def make_plan(counts: np.ndarray, cfg: EncoderConfig, caps: Caps | None = None) -> Plan:
@@ -126,7 +131,8 @@ def make_plan(counts: np.ndarray, cfg: EncoderConfig, caps: Caps | None = None) 
     token_obj[:cu[-1]] = np.repeat(np.arange(nc), seq_len)
     arrays = {'offsets': offsets, 'k': k_c, 'sel': sel, 'order': order, 'cls_rows': cls_rows,
               'pool_index': pool_index, 'cu': cu, 'pad_index': pad_index,
-              'pad_valid': pad_valid.astype(np.int64), 'token_obj': token_obj}
+              'pad_valid': pad_valid.astype(np.int64), 'pad_flat': _padded(np.flatnonzero(pad_valid), t_cap),
+              'token_obj': token_obj}
     layout, start = {}, 0
     for name, a in arrays.items():
         layout[name] = (start, start + a.size, a.shape)

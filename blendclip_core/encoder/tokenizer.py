@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blendclip_core.encoder.transformer import Linear
+
 
 def _fold(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of linear followed by eval-mode batch norm, as one affine map."""
@@ -20,29 +22,36 @@ def _fold(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Te
     return linear.weight * scale[:, None], (linear.bias - bn.running_mean) * scale + bn.bias
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
+    if x.is_cuda and torch.is_autocast_enabled('cuda'):
+        return torch.get_autocast_dtype('cuda')
+    return x.dtype
+
+
 class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, hidden: int, local: int, hidden2: int, out_dim: int) -> None:
         super().__init__()
         self.local = local
         self.first_conv = nn.Sequential(nn.Linear(in_channels, hidden), nn.BatchNorm1d(hidden),
-                                        nn.ReLU(inplace=True), nn.Linear(hidden, local))
+                                        nn.ReLU(inplace=True), Linear(hidden, local))
         self.second_conv = nn.Sequential(nn.Linear(2 * local, hidden2), nn.BatchNorm1d(hidden2),
-                                         nn.ReLU(inplace=True), nn.Linear(hidden2, out_dim))
+                                         nn.ReLU(inplace=True), Linear(hidden2, out_dim))
         self._folded: tuple | None = None
         self._folded_key: tuple | None = None
 
-    def _eval_weights(self) -> tuple[torch.Tensor, ...]:
-        """Folded weights, recomputed only when a parameter or buffer changed (cheap per frame)."""
+    def _eval_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Folded weights (in the autocast dtype), recomputed only when a parameter or buffer changed."""
         tensors = (*self.first_conv[0].parameters(), *self.first_conv[1].parameters(),
                    self.first_conv[1].running_mean, self.first_conv[1].running_var,
                    *self.second_conv[0].parameters(), *self.second_conv[1].parameters(),
                    self.second_conv[1].running_mean, self.second_conv[1].running_var)
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        key = (dtype, *((t.data_ptr(), t._version) for t in tensors))
         if key != self._folded_key:
             with torch.no_grad():
                 w1, b1 = _fold(self.first_conv[0], self.first_conv[1])
                 w2, b2 = _fold(self.second_conv[0], self.second_conv[1])
-                self._folded = (w1, b1, w2[:, :self.local].contiguous(), w2[:, self.local:].contiguous(), b2)
+                parts = (w1, b1, w2[:, :self.local], w2[:, self.local:], b2)
+                self._folded = tuple(t.to(dtype).contiguous() for t in parts)
             self._folded_key = key
         return self._folded
 
@@ -59,9 +68,12 @@ class PatchEmbed(nn.Module):
                                                              self.second_conv[0].bias)[:, None]
             h2 = F.relu(self.second_conv[1](h2.reshape(p * g, -1)))
         else:
-            w1, b1, w2g, w2l, b2 = self._eval_weights()
+            w1, b1, w2g, w2l, b2 = self._eval_weights(_autocast_dtype(patches))
+            x = x.to(w1.dtype)
             f = self.first_conv[3](F.relu(F.linear(x, w1, b1))).view(p, g, -1)
             glob = f.amax(1)
-            h2 = F.relu(F.linear(f, w2l) + F.linear(glob, w2g, b2)[:, None])
+            h2 = F.linear(f, w2l)
+            h2 += F.linear(glob, w2g, b2)[:, None]
+            h2 = h2.relu_()
         out = self.second_conv[3](h2).view(p, g, -1)
         return out.amax(1)

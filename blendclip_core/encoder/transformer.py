@@ -8,6 +8,7 @@ scaled_dot_product_attention gets a key-padding mask, which is exact for every r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,9 @@ try:
 except ImportError:  # pragma: no cover - older torch
     varlen_attn = None
 
+log = logging.getLogger(__name__)
+_varlen_failed = False
+
 
 @dataclass
 class Sequences:
@@ -28,21 +32,44 @@ class Sequences:
     max_len: int  # an upper bound of the longest sequence
     pad_index: torch.Tensor  # (n, L) packed row of each padded position (first row where unused)
     pad_valid: torch.Tensor  # (n, L) bool
+    pad_flat: torch.Tensor  # flat positions of the valid entries of (n, L), row-major (no boolean indexing)
     token_obj: torch.Tensor  # (T,) object of each row (drop-path)
     use_varlen: bool = True
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seqs: Sequences) -> torch.Tensor:
     """q, k, v (T, H, d) -> (T, H, d); a token attends to its own object's tokens only."""
-    if (seqs.use_varlen and varlen_attn is not None and q.is_cuda
+    global _varlen_failed
+    if (seqs.use_varlen and varlen_attn is not None and not _varlen_failed and q.is_cuda
             and q.dtype in (torch.float16, torch.bfloat16)):
-        return varlen_attn(q, k, v, seqs.cu, seqs.cu, seqs.max_len, seqs.max_len)
-    valid = seqs.pad_valid
+        try:
+            return varlen_attn(q, k, v, seqs.cu, seqs.cu, seqs.max_len, seqs.max_len)
+        except (RuntimeError, TypeError, ValueError) as e:  # an older or different build
+            _varlen_failed = True
+            log.warning('variable-length attention failed (%s); using padded attention', e)
+    n, length = seqs.pad_valid.shape
     qp, kp, vp = (t[seqs.pad_index].transpose(1, 2) for t in (q, k, v))  # (n, H, L, d)
-    o = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=valid[:, None, None, :])
-    o = o.transpose(1, 2)[valid]  # (T_real, H, d) in packed order
+    o = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=seqs.pad_valid[:, None, None, :])
+    o = o.transpose(1, 2).reshape(n * length, *q.shape[1:])[seqs.pad_flat]  # real rows, packed order
     out = q.new_zeros(q.shape)
-    return out.index_copy_(0, seqs.pad_index[valid], o.to(q.dtype))
+    return out.index_copy_(0, seqs.pad_index.view(-1)[seqs.pad_flat], o.to(q.dtype))
+
+
+class Linear(nn.Linear):
+    """nn.Linear that, in CUDA autocast inference, keeps its weights cast once (autocast would cast
+    them on every call: about a tenth of a frame's GPU time for PointBERT-S)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled() or not x.is_cuda or not torch.is_autocast_enabled('cuda'):
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype('cuda')
+        key = (dtype, self.weight.data_ptr(), self.weight._version,
+               None if self.bias is None else (self.bias.data_ptr(), self.bias._version))
+        cache = self.__dict__.get('_cast_cache')
+        if cache is None or cache[0] != key:
+            b = None if self.bias is None else self.bias.detach().to(dtype)
+            cache = self.__dict__['_cast_cache'] = (key, self.weight.detach().to(dtype), b)
+        return F.linear(x.to(dtype), cache[1], cache[2])
 
 
 class DropPath(nn.Module):
@@ -64,8 +91,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=False)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, seqs: Sequences) -> torch.Tensor:
         t, d = x.shape
@@ -76,9 +103,9 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
