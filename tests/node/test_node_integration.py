@@ -287,15 +287,22 @@ def test_cleanup_releases_model_and_configure_applies_new_settings(client, sampl
     client.spin_until(lambda: client.counters().get('state') == 'unconfigured', 5)
     assert client.counters()['model'] == ''  # the model was dropped
     # configure-time parameters are accepted while unconfigured and applied at configure
-    assert client.set_parameter('max_boxes', integer(10)).successful
+    assert client.set_parameter('max_boxes', integer(10_000)).successful
     bad = client.set_parameter('static_transforms', string_array(['a->b: 1 2']))
     assert not bad.successful and 'static transform' in bad.reason
     assert client.transition(Transition.TRANSITION_CONFIGURE)
     assert client.transition(Transition.TRANSITION_ACTIVATE)
     assert client.spin_until(lambda: client.cloud_pub.get_subscription_count() > 0
                              and client.boxes_pub.get_subscription_count() > 0, 10)
-    before = client.wait_counter('frames_published', 0)['frames_skipped_too_many_boxes']
-    client.send(cloud, boxes)  # 69 boxes > max_boxes 10
+    # now 10,000 boxes are labelled (one object each, most without points), 10,001 are skipped
+    rng = np.random.default_rng(1)
+    many = Boxes.from_yaw(rng.uniform(-40, 40, (10_000, 3)), rng.uniform(0.5, 4, (10_000, 3)),
+                          rng.uniform(-3, 3, 10_000), frame_id='LIDAR_TOP')
+    labels = client.frame(cloud, many, timeout=60)
+    _assert_answers_boxes(labels, many)
+    statuses = {o.status for o in labels.objects}
+    assert ObjectStatus.OK in statuses and ObjectStatus.NO_POINTS in statuses
+    before = client.counters()['frames_skipped_too_many_boxes']
+    client.send(cloud, Boxes.from_yaw(np.zeros((10_001, 3)), np.ones((10_001, 3)), np.zeros(10_001)))
     client.wait_counter('frames_skipped_too_many_boxes', before + 1)
-    few = boxes.subset(slice(0, 10))
-    _assert_answers_boxes(client.frame(cloud, few), few)
+    _assert_answers_boxes(client.frame(cloud, boxes), boxes)
