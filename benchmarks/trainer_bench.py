@@ -123,7 +123,7 @@ def run(args) -> dict:
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     encoder = create_model(args.model, **({'drop_path': 0.0} if args.no_drop_path else {}))
-    if info.distributed:
+    if info.distributed and args.bn == 'sync':
         distributed.convert_batchnorm(encoder, dev)
     encoder.to(dev)
     loss = PointTextImageLoss().to(dev)
@@ -165,7 +165,9 @@ def run(args) -> dict:
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'CPU ({platform.machine()})'
     peak = peak_flops(name)
     out = {
-        'variant': args.variant, 'model': args.model, 'world_size': info.world_size, 'device': name,
+        'variant': args.variant + ('' if args.bn == 'sync' or info.world_size == 1 else '_localbn'),
+        'batchnorm': args.bn if info.world_size > 1 else 'single', 'model': args.model,
+        'world_size': info.world_size, 'device': name,
         'batch_per_gpu': args.batch, 'points': args.points,
         'patches_per_object': cfg.num_patches(args.points),
         'step_ms_median': 1e3 * step_s, 'step_ms_min': 1e3 * min(times), 'step_ms_max': 1e3 * max(times),
@@ -220,8 +222,9 @@ def merge(paths: list[str], out: str) -> dict:
     one = [r for r in runs if r['world_size'] == 1 and r.get('machine') == 'h100']
     two_m = [r for r in runs if r.get('machine') == 'h200x2']
     best1 = max(one, key=lambda r: r['objects_per_s_total']) if one else None
-    res = {}
+    res, chosen = {}, {}
     if best1:
+        chosen['1gpu'] = best1['variant']
         res.update(train_objects_per_s_1gpu=best1['objects_per_s_total'], mfu_1gpu=best1['mfu'],
                    mfu_1gpu_pointbert_flops=best1['mfu_pointbert_flops'],
                    step_ms_1gpu=best1['step_ms_median'],
@@ -229,14 +232,22 @@ def merge(paths: list[str], out: str) -> dict:
     for r in one:
         res[f'train_objects_per_s_1gpu_{r["variant"]}'] = r['objects_per_s_total']
         res[f'mfu_1gpu_{r["variant"]}'] = r['mfu']
+    for r in runs:  # larger batch on one H100: how much of the step is per-step overhead
+        if r.get('machine') == 'h100-b256':
+            res[f'train_objects_per_s_1gpu_batch{r["batch_per_gpu"]}_{r["variant"]}'] = r['objects_per_s_total']
+            res[f'mfu_1gpu_batch{r["batch_per_gpu"]}_{r["variant"]}'] = r['mfu']
     single = [r for r in two_m if r['world_size'] == 1]
     double = [r for r in two_m if r['world_size'] == 2]
     if single and double:
+        def base(v: str) -> str:  # 'compile_localbn' on 2 GPUs compares with 'compile' on 1
+            return v.split('_')[0]
+
         variant = max(double, key=lambda r: r['objects_per_s_total'])['variant']
-        s = next((r for r in single if r['variant'] == variant), single[0])
+        s = next((r for r in single if r['variant'] == base(variant)), single[0])
         d = next(r for r in double if r['variant'] == variant)
+        chosen['2gpu'] = variant
         for v in sorted({r['variant'] for r in double}):
-            sv = next((r for r in single if r['variant'] == v), None)
+            sv = next((r for r in single if r['variant'] == base(v)), None)
             dv = next(r for r in double if r['variant'] == v)
             if sv:
                 res[f'scaling_2gpu_{v}'] = dv['objects_per_s_total'] / sv['objects_per_s_total']
@@ -247,7 +258,7 @@ def merge(paths: list[str], out: str) -> dict:
                    mfu_2gpu_per_gpu=d['mfu'])
     devices = sorted({f'{r["machine"]}: {r["device"]} x{r["world_size"]}' for r in runs})
     doc = {'device': '; '.join(devices), 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d'),
-           'results': res, 'runs': runs,
+           'results': res, 'variants_chosen': chosen, 'runs': runs,
            'notes': 'bf16 autocast; MFU = executed matrix FLOPs x objects/s per GPU / 989.4 TFLOP/s'}
     Path(out).write_text(json.dumps(doc, indent=1) + '\n')
     return doc
@@ -262,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--variant', choices=['eager', 'compile'], default='eager')
     p.add_argument('--no-drop-path', action='store_true')
+    p.add_argument('--bn', choices=['sync', 'local'], default='sync',
+                   help="BatchNorm statistics over all ranks (the trainer's default) or per rank")
     p.add_argument('--profile', type=int, default=0, help='also profile this many steps (kernel table)')
     p.add_argument('--device', default='cuda', help="'cpu' only to check the script (tiny sizes)")
     p.add_argument('--machine', default='', help='tag stored with the run (h100, h200x2)')

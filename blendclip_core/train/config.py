@@ -25,6 +25,9 @@ class ModelConfig:
     name: str = 'pointbert-tiny'  # blendclip_core.encoder model config name
     overrides: dict = field(default_factory=dict)  # create_model(**overrides), e.g. {embed_dim: 32}
     init_checkpoint: str = ''  # start from these encoder weights (our format or a remapped ULIP-2 one)
+    # BatchNorm statistics over the global batch (all ranks): a W-rank run then equals one process with
+    # the global batch. False = per-rank statistics (the released code's behaviour, faster with compile).
+    sync_batchnorm: bool = True
 
 
 @dataclass(frozen=True)

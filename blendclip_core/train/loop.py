@@ -342,7 +342,7 @@ class Trainer:
                                          cfg.data.max_points, cfg.data.min_points, cfg.augment,
                                          self.embed_dim, self.total_steps)
 
-        if ranks_composed > 1 or self.dist.distributed:
+        if cfg.model.sync_batchnorm and (ranks_composed > 1 or self.dist.distributed):
             distributed.convert_batchnorm(self.encoder, self.device)
         self.encoder.to(self.device)
         self.loss = PointTextImageLoss(cfg.loss.init_logit_scale, cfg.loss.max_logit_scale,
