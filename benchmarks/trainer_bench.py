@@ -234,8 +234,9 @@ def merge(paths: list[str], out: str) -> dict:
         res[f'mfu_1gpu_{r["variant"]}'] = r['mfu']
     for r in runs:  # larger batch on one H100: how much of the step is per-step overhead
         if r.get('machine') == 'h100-b256':
-            res[f'train_objects_per_s_1gpu_batch{r["batch_per_gpu"]}_{r["variant"]}'] = r['objects_per_s_total']
-            res[f'mfu_1gpu_batch{r["batch_per_gpu"]}_{r["variant"]}'] = r['mfu']
+            tag = f'batch{r["batch_per_gpu"]}_{r["variant"]}'
+            res[f'train_objects_per_s_1gpu_{tag}'] = r['objects_per_s_total']
+            res[f'mfu_1gpu_{tag}'] = r['mfu']
     single = [r for r in two_m if r['world_size'] == 1]
     double = [r for r in two_m if r['world_size'] == 2]
     if single and double:
