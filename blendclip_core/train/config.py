@@ -71,7 +71,7 @@ class CurriculumConfig:
     ramp: float = 0.0  # ramp: length of the linear rise (0 = jump to max_fraction)
     max_fraction: float = 0.3  # ramp: final real fraction
     fraction: float = 0.0  # static: the real fraction
-    points: tuple = ()  # points: ((t, fraction), ...)
+    points: tuple[tuple[float, float], ...] = ()  # points: ((t, fraction), ...)
     excluded_real_classes: tuple[str, ...] = ()  # held out of the real side (unseen-class tests)
     compose_as_ranks: int = 0  # 0: the real world size; W: one process composes W ranks' batches
 

@@ -122,6 +122,9 @@ def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: to
     it), so a step never waits for the GPU and the host runs ahead into the next step.
     """
     optimizer.zero_grad(set_to_none=True)
+    # BatchNorm running statistics move in the forward pass: keep a copy to undo a bad step's update
+    stats = [b for name, b in module.named_buffers() if name.endswith(('running_mean', 'running_var'))]
+    saved = [b.clone() for b in stats]
     with autocast_for(device, precision):
         terms = module(*tensors)
     loss = total_loss(terms)
@@ -137,6 +140,9 @@ def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: to
     elif not bool(bad):
         optimizer.step()
         loss_module.logit_scale.clamp_()
+    with torch.no_grad():
+        for buf, old in zip(stats, saved):
+            buf.copy_(torch.where(bad, old, buf))
     scheduler.step()
     return StepResult(loss.detach(), {k: v.detach() for k, v in terms.items()}, norm.detach(), bad)
 

@@ -1,0 +1,97 @@
+"""The train step and loop guards: non-finite steps are skipped, counted and stop the run; the
+global-batch BatchNorm equals torch's BatchNorm in one process."""
+
+import numpy as np
+import pytest
+import torch
+from train_testutil import FAST
+
+from blendclip_core.encoder import create_model
+from blendclip_core.train.distributed import GlobalBatchNorm1d, convert_batchnorm
+from blendclip_core.train.loop import NonFiniteLossError, Trainer, TrainModule, batch_to_device, train_step
+from blendclip_core.train.losses import PointTextImageLoss
+from blendclip_core.train.optim import build_optimizer, build_scheduler
+from training.train import build_config, parse_args
+
+
+def tiny_setup():
+    torch.manual_seed(0)
+    enc = create_model('pointbert-tiny', embed_dim=16)
+    loss = PointTextImageLoss()
+    module = TrainModule(enc, loss)
+    opt = build_optimizer(module, 1e-3, 0.1, (0.9, 0.98))
+    return module, loss, opt, build_scheduler(opt, 100, 0, 1e-3, 1e-5)
+
+
+def tensors(text_nan: bool = False):
+    rng = np.random.default_rng(0)
+    counts = np.array([40, 70, 33, 64])
+    pts = torch.from_numpy(rng.normal(size=(counts.sum(), 3)).astype(np.float32))
+    text = torch.nn.functional.normalize(torch.randn(4, 16), dim=1)
+    if text_nan:
+        text[1, 0] = float('nan')
+    return pts, counts, text, torch.randn(4, 16), torch.tensor([True, False, True, True])
+
+
+def test_finite_step_updates_and_nonfinite_step_is_skipped():
+    module, loss, opt, sched = tiny_setup()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    res = train_step(module, loss, opt, sched, tensors(), 1.0, torch.device('cpu'))
+    assert not bool(res.skipped) and torch.isfinite(res.loss)
+    assert set(res.terms) == {'point_text_loss', 'point_image_loss'}
+    assert not torch.equal(before['encoder.proj.weight'], module.state_dict()['encoder.proj.weight'])
+
+    after_good = {k: v.clone() for k, v in module.state_dict().items() if 'num_batches' not in k}
+    res = train_step(module, loss, opt, sched, tensors(text_nan=True), 1.0, torch.device('cpu'))
+    assert bool(res.skipped) and not torch.isfinite(res.loss)
+    for k, v in after_good.items():
+        assert torch.equal(v, module.state_dict()[k]), k  # no parameter or running statistic moved
+    assert sched.last_epoch == 2  # the lr schedule still advanced
+
+
+def test_run_stops_after_the_nonfinite_limit(tmp_path):
+    cfg = build_config(parse_args(FAST + ['--out', str(tmp_path), '--set', 'optim.max_nonfinite_steps=3',
+                                          '--set', 'epochs=1', '--set', 'curriculum.warmup=5']))
+    trainer = Trainer(cfg)
+    for t in trainer.synthetic.sources[0]:  # fault injection: every synthetic target is NaN
+        t.text_embedding = np.full_like(t.text_embedding, np.nan)
+    with pytest.raises(NonFiniteLossError, match='4 non-finite steps'):
+        trainer.fit()
+    rows = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+    assert '"skipped_steps": 3' in rows[2]
+
+
+def test_global_batchnorm_equals_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm1d(8)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    gbn = convert_batchnorm(torch.nn.Sequential(bn), torch.device('cpu'))[0]
+    assert isinstance(gbn, GlobalBatchNorm1d) and torch.equal(gbn.weight, bn.weight)
+    ref = torch.nn.BatchNorm1d(8)
+    ref.load_state_dict(gbn.state_dict())
+    x = (3 * torch.randn(50, 8) + 1).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    y, y2 = gbn(x), ref(x2)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    (y2 * g).sum().backward()
+    assert torch.allclose(y, y2, atol=1e-5)
+    assert torch.allclose(x.grad, x2.grad, atol=1e-4)
+    assert torch.allclose(gbn.weight.grad, ref.weight.grad, atol=1e-4)
+    assert torch.allclose(gbn.running_mean, ref.running_mean, atol=1e-6)
+    assert torch.allclose(gbn.running_var, ref.running_var, atol=1e-5)
+    gbn.eval()
+    ref.eval()
+    assert torch.allclose(gbn(x), ref(x), atol=1e-5)
+
+
+def test_batch_to_device_keeps_counts_on_host():
+    from blendclip_core.train.sources import TrainBatch
+    from blendclip_core.types import ObjectBatch
+
+    b = TrainBatch(ObjectBatch.from_list([np.zeros((3, 3)), np.ones((5, 3))]), np.zeros((2, 4), np.float32),
+                   np.zeros((2, 4), np.float32), np.array([True, False]), np.array([False, True]), ['a', 'b'])
+    pts, counts, *_ = batch_to_device(b, torch.device('cpu'))
+    assert pts.shape == (8, 3) and isinstance(counts, np.ndarray) and counts.tolist() == [3, 5]
