@@ -90,14 +90,25 @@ class BlendClipNode(LifecycleNode):
     # ----------------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            params = P.read(self)
-            self.transforms = P.parse_static_transforms(params.static_transforms)
-            self.model = runtime.load_model(params)
-        except Exception as exc:  # noqa: BLE001 - a bad path or parameter must fail the transition only
-            self.last_error = f'configure failed: {exc}'
-            self.get_logger().error(self.last_error)
-            self.model = None
-            return TransitionCallbackReturn.FAILURE
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - a bad path, value or topic fails the transition only
+            self._release()
+            self.params = None
+            return self._failed('configure', exc)
+        self.last_error = ''
+        self.state_label = 'inactive'
+        self.get_logger().info(f'configured: {self.model.describe()}, {len(self.params.vocabulary)} labels')
+        return super().on_configure(state)
+
+    def _failed(self, transition: str, exc: Exception) -> TransitionCallbackReturn:
+        self.last_error = f'{transition} failed: {type(exc).__name__}: {exc}'
+        self.get_logger().error(self.last_error)
+        return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> None:
+        params = P.read(self)
+        self.transforms = P.parse_static_transforms(params.static_transforms)
+        self.model = runtime.load_model(params)
         self.params = params
         self.settings = runtime.FrameSettings.from_params(params)
         self.windows = {name: LatencyWindow(params.latency_window) for name in runtime.WINDOWS}
@@ -107,38 +118,41 @@ class BlendClipNode(LifecycleNode):
             self.sync.counters = old_sync.counters
         self.destroy_timer(self._diag_timer)
         self._diag_timer = self.create_timer(params.diagnostics_period, self.publish_diagnostics)
-        self._pubs = {
-            'labels': self.create_lifecycle_publisher(
-                LabelledObjectArray, params.labels_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts()),
-            'markers': self.create_lifecycle_publisher(
-                MarkerArray, params.markers_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts()),
-            'vocabulary': self.create_lifecycle_publisher(Vocabulary, params.vocabulary_topic, LATCHED_OUT),
-        }
+        self._pubs = {}  # filled one by one, so a failure half-way still releases what was made
+        self._pubs['labels'] = self.create_lifecycle_publisher(
+            LabelledObjectArray, params.labels_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts())
+        self._pubs['markers'] = self.create_lifecycle_publisher(
+            MarkerArray, params.markers_topic, RELIABLE_OUT, qos_overriding_options=_qos_opts())
+        self._pubs['vocabulary'] = self.create_lifecycle_publisher(
+            Vocabulary, params.vocabulary_topic, LATCHED_OUT)
         self.worker.start()
-        self.last_error = ''
-        self.state_label = 'inactive'
-        self.get_logger().info(f'configured: {self.model.describe()}, {len(params.vocabulary)} labels')
-        return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = self.params
-        self.sync.reset()
-        for window in self.windows.values():  # latency percentiles describe this activation only
-            window.clear()
-        self._subs = [
-            self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
-                                     qos_overriding_options=_qos_opts()),
-            self.create_subscription(DetectedBoxArray, p.boxes_topic, self._on_boxes, BOXES_IN,
-                                     qos_overriding_options=_qos_opts()),
-        ]
-        if Detection3DArray is not None and p.subscribe_vision_msgs:
-            self._subs.append(self.create_subscription(
-                Detection3DArray, p.detections_topic, self._on_boxes, BOXES_IN,
-                qos_overriding_options=_qos_opts()))
+        try:
+            self._subscribe()
+        except Exception as exc:  # noqa: BLE001 - e.g. an invalid topic name: stay inactive, say why
+            self._drop_subscriptions()
+            return self._failed('activate', exc)
         result = super().on_activate(state)
         self.state_label = 'active'
         self._publish_vocabulary()
         return result
+
+    def _subscribe(self) -> None:
+        p = self.params
+        self.sync.reset()
+        for window in self.windows.values():  # latency percentiles describe this activation only
+            window.clear()
+        self._subs = []  # appended one by one: a failure half-way still drops what was made
+        self._subs.append(self.create_subscription(
+            PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
+            qos_overriding_options=_qos_opts()))
+        self._subs.append(self.create_subscription(
+            DetectedBoxArray, p.boxes_topic, self._on_boxes, BOXES_IN, qos_overriding_options=_qos_opts()))
+        if Detection3DArray is not None and p.subscribe_vision_msgs:
+            self._subs.append(self.create_subscription(
+                Detection3DArray, p.detections_topic, self._on_boxes, BOXES_IN,
+                qos_overriding_options=_qos_opts()))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._drop_subscriptions()
@@ -277,6 +291,8 @@ class BlendClipNode(LifecycleNode):
                         P.parse_static_transforms(value or ())
                     except ValueError as exc:
                         return self._reject(str(exc))
+                if name in P.TOPIC_NAMES and (reason := P.validate_topic(name, value)):
+                    return self._reject(reason)
         if {'vocabulary', 'prompt_templates'} & updates.keys():
             reason = self._vocabulary_problem(updates)
             if reason:

@@ -139,6 +139,7 @@ SPECS: tuple[ParamSpec, ...] = (
               int_range=(10, 100000)),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
+TOPIC_NAMES = tuple(s.name for s in SPECS if s.name.endswith('_topic'))
 DYNAMIC_NAMES = frozenset(s.name for s in SPECS if s.kind == DYNAMIC)
 CONFIGURE_NAMES = frozenset(s.name for s in SPECS if s.kind == CONFIGURE)
 _DEFAULTS = NodeParams()
@@ -213,6 +214,21 @@ def validate(params: NodeParams) -> str | None:
         parse_static_transforms(params.static_transforms)
     except ValueError as exc:
         return str(exc)
+    for name in TOPIC_NAMES:
+        reason = validate_topic(name, getattr(params, name))
+        if reason:
+            return reason
+    return None
+
+
+def validate_topic(name: str, topic: str) -> str | None:
+    """rcl's own topic name rules, checked before anything is created."""
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(str(topic))
+    except Exception as exc:  # noqa: BLE001 - InvalidTopicNameException, message says why
+        return f'{name}: {str(exc).splitlines()[0]} ({topic!r})'
     return None
 
 

@@ -24,6 +24,8 @@ def test_configure_with_missing_checkpoint_fails_cleanly_and_reports(tmp_path):
         assert status.level == status.ERROR and 'missing.pt' in status.message
         # configure-time values may change while unconfigured; dynamic ones are validated
         assert node.set_parameters([Parameter('sync_slop', value=0.05)])[0].successful
+        bad = node.set_parameters([Parameter('cloud_topic', value='no spaces please')])[0]
+        assert not bad.successful and 'cloud_topic' in bad.reason
         bad = node.set_parameters([Parameter('vocabulary', value=['car', 'car'])])[0]
         assert not bad.successful and 'twice' in bad.reason
         node.shutdown_quietly()

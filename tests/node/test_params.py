@@ -69,6 +69,13 @@ def test_bad_static_transforms_raise_with_reason(entry):
         P.parse_static_transforms([entry])
 
 
+def test_topic_names_are_validated_before_use():
+    assert P.validate(P.NodeParams(cloud_topic='/sensing/lidar/top/points')) is None
+    reason = P.validate(P.NodeParams(boxes_topic='bad topic'))
+    assert reason.startswith('boxes_topic:') and 'bad topic' in reason
+    assert 'empty' in P.validate_topic('labels_topic', '')
+
+
 def test_from_values_converts_and_validates():
     params = P.from_values({'vocabulary': ['a', 'b'], 'top_k': 2, 'sync_slop': 0.02,
                             'static_transforms': None})
