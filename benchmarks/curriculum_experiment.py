@@ -74,7 +74,7 @@ def build_data(workers: int, text_cache: str) -> None:
     """The generated sets (no-op for sets that exist), then the runs only load them."""
     cmd = [sys.executable, '-m', 'blendclip_core.synthetic.build', '--out', 'runs/data/driving',
            '--workers', str(workers)]
-    if text_cache:
+    if text_cache and (REPO / text_cache).is_file():  # else captions are embedded with MiniLM here
         cmd += ['--text-cache', text_cache]
     missing = [n for n in ('synthetic_train', 'real_train', 'real_heldout', 'synthetic_heldout')
                if not (REPO / 'runs/data/driving' / f'{n}.npz').is_file()]
