@@ -140,3 +140,36 @@ def test_npz_round_trip_and_source(tmp_path):
     assert len(src) == 3 and src.labels == ['dog'] * 3 and src[0].text_embedding.shape == (8,)
     with pytest.raises(ValueError, match='holds the'):
         dataset.source(path=str(path), domain=SYNTHETIC)
+
+
+def test_parallel_generation_equals_serial():
+    cfg = dataset.GeneratorConfig(classes=('barrier', 'traffic cone'), per_class=2, domain=REAL, seed=7)
+    a, b = dataset.generate(cfg), dataset.generate(cfg, workers=2)
+    assert a.labels == b.labels and a.captions == b.captions
+    assert all(np.array_equal(p, q) for p, q in zip(a.points, b.points))
+
+
+def test_bad_requests_fail_clearly(tmp_path):
+    with pytest.raises(KeyError, match='unknown class'):
+        shapes.make_object('spaceship', np.random.default_rng(0))
+    with pytest.raises(ValueError, match='domain'):
+        dataset.generate(dataset.GeneratorConfig(domain='cad'))
+    with pytest.raises(ValueError, match='does not exist'):
+        dataset.source(path=str(tmp_path / 'missing.npz'))
+    with pytest.raises(ValueError, match='no text embeddings'):
+        dataset.save_npz(tmp_path / 'x.npz', dataset.generate(dataset.GeneratorConfig(classes=('dog',),
+                                                                                      per_class=1)))
+
+
+def test_every_caption_is_in_the_enumerated_universe():
+    """What makes generation possible where the text model is not installed (the GPU machine)."""
+    universe = set(dataset.caption_universe())
+    for domain in (SYNTHETIC, REAL):
+        gen = dataset.generate(dataset.GeneratorConfig(per_class=2, domain=domain, seed=11, dense_points=64))
+        assert {c for caps in gen.captions for c in caps} <= universe
+
+
+def test_sample_sweep_source_matches_the_annotations(repo):
+    src = dataset.sample_sweep_source(str(repo / 'data' / 'nuscenes_sample'), min_points=20)
+    assert sorted(src.num_points) == [21, 29, 32, 45, 46, 79, 479]  # the recounts in annotations_lidar.json
+    assert sorted(set(src.labels)) == ['barrier', 'car', 'truck']
