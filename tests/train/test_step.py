@@ -95,3 +95,17 @@ def test_batch_to_device_keeps_counts_on_host():
                    np.zeros((2, 4), np.float32), np.array([True, False]), np.array([False, True]), ['a', 'b'])
     pts, counts, *_ = batch_to_device(b, torch.device('cpu'))
     assert pts.shape == (8, 3) and isinstance(counts, np.ndarray) and counts.tolist() == [3, 5]
+
+
+def test_dataloader_workers_build_the_same_batches(tmp_path):
+    from train_testutil import train_records
+
+    from training.train import main
+
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f'w{workers}'
+        assert main(FAST + ['--set', 'epochs=0.5', '--workers', str(workers), '--out', str(out)]) == 0
+        runs[workers] = train_records(out)
+    assert sorted(runs[0]) == sorted(runs[2]) == [1, 2, 3, 4, 5]
+    assert all(runs[0][s]['loss'] == runs[2][s]['loss'] for s in runs[0])
