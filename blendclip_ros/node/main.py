@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -42,4 +43,16 @@ def run(argv: list[str] | None = None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+    del node, executor
+    gc.collect()
     return 0
+
+
+def release_context() -> bool:
+    """Destroy the default context now (its DDS participant and shared-memory segments) rather than at
+    interpreter exit. False where this rclpy cannot (then only a normal exit cleans up)."""
+    destroy = getattr(rclpy.get_default_context(), 'destroy', None)
+    if destroy is None:
+        return False
+    destroy()
+    return True
