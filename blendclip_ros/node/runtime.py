@@ -1,13 +1,12 @@
 """What the node does with one frame, without rclpy.init: messages in, messages and counts out.
 
-Kept apart from the node class so the whole per-frame path (conversion, frame check, the core
-`label_frame` call, message building) is unit-tested in-process, and so the lifecycle node stays
-glue. Nothing here raises on bad input: the outcome says what was skipped or counted and why.
+Kept apart from the node class so the lifecycle node stays glue and the per-frame path (conversion,
+frame check, the core `label_frame` call, message building) can be driven without a ROS graph.
+Nothing here raises on bad input: the outcome says what was skipped or counted and why.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_x
 from blendclip_ros.conversions.vision import boxes_from_detection3d_array
 
 from .params import NodeParams, StaticTransform
-
-log = logging.getLogger(__name__)
 
 # Latency windows reported on /diagnostics (milliseconds):
 WINDOWS = (
