@@ -231,18 +231,28 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 def rng_state() -> dict:
-    state = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}
+    """All RNG states as tensors and plain numbers, so the checkpoint loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state = {'torch': torch.get_rng_state(),
+             'numpy': {'kind': kind, 'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                       'has_gauss': int(has_gauss), 'gauss': float(gauss)},
+             'python': {'version': version, 'state': torch.tensor(py_state, dtype=torch.int64),
+                        'gauss': py_gauss}}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['python'])
+    torch.set_rng_state(state['torch'].cpu())
+    n = state['numpy']
+    keys = n['keys'].cpu().numpy().astype(np.uint32)
+    np.random.set_state((n['kind'], keys, n['pos'], n['has_gauss'], n['gauss']))
+    p = state['python']
+    random.setstate((p['version'], tuple(int(x) for x in p['state'].tolist()), p['gauss']))
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
 def find_latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -394,8 +404,12 @@ class Trainer:
         return path
 
     def load(self, path: str | Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)  # our own file (RNG states)
-        self.module.load_state_dict(ckpt['module'])
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            self.module.load_state_dict(ckpt['module'])
+        except RuntimeError as e:
+            raise ValueError(f'{path} does not fit this model (was it written with another model '
+                             f'config?): {e}') from e
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.scheduler.load_state_dict(ckpt['scheduler'])
         set_rng_state(ckpt['rng'])

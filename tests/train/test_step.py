@@ -109,3 +109,19 @@ def test_dataloader_workers_build_the_same_batches(tmp_path):
         runs[workers] = train_records(out)
     assert sorted(runs[0]) == sorted(runs[2]) == [1, 2, 3, 4, 5]
     assert all(runs[0][s]['loss'] == runs[2][s]['loss'] for s in runs[0])
+
+
+def test_rng_state_round_trip_loads_with_weights_only(tmp_path):
+    import random
+
+    from blendclip_core.train.loop import atomic_torch_save, rng_state, set_rng_state
+
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    atomic_torch_save({'rng': rng_state()}, tmp_path / 'r.pt')
+    want = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(torch.load(tmp_path / 'r.pt', weights_only=True)['rng'])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(want[0], got[0]) and np.array_equal(want[1], got[1]) and want[2] == got[2]
+    assert [p.name for p in tmp_path.iterdir()] == ['r.pt']  # no temporary file left behind
