@@ -248,10 +248,7 @@ def run(args: argparse.Namespace) -> int:
     from blendclip_core.vocabulary import VOCABULARIES
     from training.evaluate import evaluate_labelled_bag
 
-    out = args.out.resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = _fresh_output_dir(args.out.resolve())
     t0 = time.perf_counter()
     bag = args.bag
     if bag is None:
@@ -272,8 +269,9 @@ def run(args: argparse.Namespace) -> int:
     print(f'\n(* = at least {args.min_points} points; boxes beyond the nuScenes class ranges are listed but '
           'not evaluated)')
     print(f'model: {res.get("model", "")}')
-    print(accuracy_line(res, f'boxes with >= {args.min_points} points'))
-    print(accuracy_line(res_all, 'boxes with >= 1 point'))
+    size = len(VOCABULARIES[args.vocabulary])
+    print(accuracy_line(res, f'boxes with >= {args.min_points} points', size))
+    print(accuracy_line(res_all, 'boxes with >= 1 point', size))
     print(f"\noutputs in {out}:\n  eval/metrics.json, eval/bev.png (bird's-eye view with labelled boxes), "
           'eval/confusion.png,\n  eval_all_boxes/, labelled_bag/ (input + /blendclip/objects), node.log\n'
           f'done in {time.perf_counter() - t0:.0f} s\n')
@@ -281,11 +279,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def accuracy_line(summary: dict, what: str) -> str:
+MARKER = '.blendclip-demo'  # only folders the demo made are ever emptied
+
+
+def _fresh_output_dir(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise DemoError(f'{out} exists and was not made by the demo: choose another --out')
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text('outputs of python -m blendclip_ros.demo; deleted by its next run\n')
+    return out
+
+
+def accuracy_line(summary: dict, what: str, vocabulary_size: int) -> str:
     """blendclip-eval's own numbers (metrics.json), never recomputed here."""
     n = summary['counts']['evaluated']
+    chance = f'{100 / vocabulary_size:.0f} % / {min(100.0, 500 / vocabulary_size):.0f} %'
     return (f'accuracy on {what} within the nuScenes class ranges ({n} boxes): '
-            f'top-1 {100 * summary["top1"]:.1f} %, top-5 {100 * summary["top5"]:.1f} % (chance: 10 % / 50 %)')
+            f'top-1 {100 * summary["top1"]:.1f} %, top-5 {100 * summary["top5"]:.1f} % (chance: {chance})')
 
 
 if __name__ == '__main__':
