@@ -200,6 +200,8 @@ def write_params(path: Path, checkpoint: Path, **overrides) -> Path:
     params.update(checkpoint=str(checkpoint), cpu_threads=1, vocabulary=TEST_VOCABULARY,
                   prompt_templates=TEST_TEMPLATES, diagnostics_period=0.2,
                   static_transforms=[lidar2ego_entry()], **overrides)
+    # A standard QoS override (checked on the graph by the integration test).
+    params['qos_overrides'] = {'/blendclip/markers': {'publisher': {'reliability': 'best_effort'}}}
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -95,6 +95,19 @@ def test_launch_runner_starts_node_with_launch_arguments(node_process, client):
     assert '__node:=blendclip' in proc.args and 'device:=cpu' in proc.args
     assert client.vocabularies[-1].labels == TEST_VOCABULARY
     assert client.vocabularies[-1].text_space.startswith('minilm:')
+    # QoS: sensor data in, reliable out, latched vocabulary, and the params file's override applied
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    def qos(kind, topic):
+        infos = getattr(client.node, f'get_{kind}_info_by_topic')(topic)
+        return [i.qos_profile for i in infos if i.node_name == 'blendclip']
+
+    assert client.spin_until(lambda: qos('publishers', '/blendclip/markers'), 10)
+    assert qos('subscriptions', '/lidar/points')[0].reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos('subscriptions', '/detections')[0].reliability == ReliabilityPolicy.RELIABLE
+    assert qos('publishers', '/blendclip/objects')[0].reliability == ReliabilityPolicy.RELIABLE
+    assert qos('publishers', '/blendclip/vocabulary')[0].durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert qos('publishers', '/blendclip/markers')[0].reliability == ReliabilityPolicy.BEST_EFFORT
 
 
 def test_every_frame_answered_one_object_per_box(client, sample):
@@ -306,3 +319,30 @@ def test_cleanup_releases_model_and_configure_applies_new_settings(client, sampl
     client.send(cloud, Boxes.from_yaw(np.zeros((10_001, 3)), np.ones((10_001, 3)), np.zeros(10_001)))
     client.wait_counter('frames_skipped_too_many_boxes', before + 1)
     _assert_answers_boxes(client.frame(cloud, boxes), boxes)
+
+
+def test_markers_published_while_subscribed(client, sample):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    points, boxes, _ = sample
+    got = []
+    sub = client.node.create_subscription(MarkerArray, '/blendclip/markers', got.append,
+                                          QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        assert client.spin_until(lambda: client.node.count_publishers('/blendclip/markers') > 0, 10)
+        client.spin_until(lambda: False, 0.5)  # let the node see the new subscriber
+        labels = client.frame(sample_cloud(points), boxes)
+
+        def of_this_frame():
+            return [m for m in got if m.markers[0].header.stamp == labels.header.stamp]
+
+        assert client.spin_until(of_this_frame, 10)
+        markers = of_this_frame()[0].markers
+        assert markers[0].action == Marker.DELETEALL
+        drawn = [o for o in labels.objects if o.status != ObjectStatus.INVALID_BOX]
+        assert len(markers) == 1 + 2 * len(drawn)
+        texts = [m.text for m in markers if m.type == Marker.TEXT_VIEW_FACING]
+        assert sum(t.startswith(o.label) for t, o in zip(texts, drawn) if o.status == ObjectStatus.OK) > 0
+    finally:
+        client.node.destroy_subscription(sub)
