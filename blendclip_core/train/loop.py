@@ -104,12 +104,10 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def batch_to_device(batch: TrainBatch, device: torch.device) -> tuple:
+    """(points, counts (host numpy), text, image, image_valid): what TrainModule.forward takes."""
     nb = device.type == 'cuda'
-    return (torch.from_numpy(batch.objects.points).to(device, non_blocking=nb),
-            batch.objects.counts,
-            torch.from_numpy(batch.text).to(device, non_blocking=nb),
-            torch.from_numpy(batch.image).to(device, non_blocking=nb),
-            torch.from_numpy(batch.image_valid).to(device, non_blocking=nb))
+    points, text, image, valid = (t.to(device, non_blocking=nb) for t in batch.host_tensors())
+    return points, batch.objects.counts, text, image, valid
 
 
 def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: torch.optim.Optimizer,

@@ -120,6 +120,20 @@ class TrainBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def host_tensors(self) -> tuple[torch.Tensor, ...]:
+        """points, text, image, image_valid as CPU tensors (pinned after pin_memory())."""
+        pinned = getattr(self, '_pinned', None)
+        if pinned is not None:
+            return pinned
+        arrays = (self.objects.points, self.text, self.image, self.image_valid)
+        return tuple(torch.from_numpy(a) for a in arrays)
+
+    def pin_memory(self) -> TrainBatch:
+        """Called by the DataLoader's pin-memory thread (pin_memory=True on CUDA): page-locked copies
+        make the host-to-device transfer asynchronous, so the GPU never waits for the next batch."""
+        self._pinned = tuple(t.pin_memory() for t in self.host_tensors())
+        return self
+
 
 def prepare_points(points: np.ndarray, channels: int, max_points: int,
                    rng: np.random.Generator) -> np.ndarray:
