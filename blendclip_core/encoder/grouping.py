@@ -14,6 +14,7 @@ order, which can only matter for a near-tie of the first centre).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -25,6 +26,7 @@ try:  # triton is optional: CPU installs and tests run without it
 except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
+log = logging.getLogger(__name__)
 TRITON_MAX_BLOCK = 16384  # points held by one program; larger objects take the torch path
 
 
@@ -209,6 +211,47 @@ if triton is not None:
                 d = tl.where(offs[None, :] == j[:, None], float('inf'), d)
 
 
+_triton_failed = False
+
+
+def _prune(configs, *args, **kw):
+    """Warp counts that give each thread 1..64 elements of the tile."""
+    meta = {**(args[0] if args and isinstance(args[0], dict) else {}), **kw}
+    tile = int(meta.get('BLOCK', 1024)) * int(meta.get('BC', 1))
+    return [c for c in configs if 1 <= tile // (32 * c.num_warps) <= 64] or configs
+
+
+def _tuned(kernel):
+    """The kernel autotuned over warps per tile size (timed once per size on the GPU); None when
+    interpreting on the CPU."""
+    if triton is None or os.environ.get('TRITON_INTERPRET') == '1':
+        return None
+    configs = [triton.Config({}, num_warps=w) for w in (2, 4, 8, 16)]
+    return triton.autotune(configs=configs, key=['BLOCK', 'BC'] if 'BC' in kernel.arg_names else ['BLOCK'],
+                           prune_configs_by={'early_config_prune': _prune})(kernel)
+
+
+def _launch(kernel, tuned, grid, args, meta, num_warps) -> bool:
+    """Launch (tuned where possible); False, once and for all, if Triton fails here (torch takes over)."""
+    global _triton_failed
+    if _triton_failed:
+        return False
+    try:
+        if tuned is not None:
+            tuned[grid](*args, **meta)
+        else:
+            kernel[grid](*args, **meta, num_warps=num_warps)
+        return True
+    except Exception as e:  # compiler or driver trouble must not take labelling down
+        _triton_failed = True
+        log.warning('Triton grouping failed (%s); using the torch implementation', e)
+        return False
+
+
+_fps_tuned = _tuned(_fps_kernel) if triton is not None else None
+_knn_tuned = _tuned(_knn_kernel) if triton is not None else None
+
+
 def farthest_point_sample(points: torch.Tensor, offsets: torch.Tensor, k: torch.Tensor, k_max: int,
                           n_max: int, start: str = 'farthest', backend: str = 'auto') -> torch.Tensor:
     """FPS centres: (n, k_max) global point indices; object b uses its first k[b], the rest repeat its
@@ -216,13 +259,15 @@ def farthest_point_sample(points: torch.Tensor, offsets: torch.Tensor, k: torch.
     n = offsets.numel() - 1
     if n == 0 or k_max == 0:
         return torch.zeros((n, k_max), dtype=torch.long, device=points.device)
-    if _pick_backend(backend, points.device, n_max) == 'torch':
+    if _pick_backend(backend, points.device, n_max) == 'torch' or _triton_failed:
         return _fps_torch(points, offsets, k, k_max, n_max, start)
     pts = points.float().contiguous()
-    out = offsets[:-1, None].expand(n, k_max).contiguous()
+    out = offsets[:-1, None].repeat(1, k_max)  # a new tensor (an expand could alias the offsets)
     block = _block(n_max)
-    _fps_kernel[(n,)](pts, pts.stride(0), offsets, k, out, k_max, START_FARTHEST=start == 'farthest',
-                      BLOCK=block, num_warps=_warps(block), enable_fp_fusion=False)
+    args = (pts, pts.stride(0), offsets, k, out, k_max)
+    meta = dict(START_FARTHEST=start == 'farthest', BLOCK=block, enable_fp_fusion=False)
+    if not _launch(_fps_kernel, _fps_tuned, (n,), args, meta, _warps(block)):
+        return _fps_torch(points, offsets, k, k_max, n_max, start)
     return out
 
 
@@ -266,13 +311,14 @@ def knn_group(points: torch.Tensor, offsets: torch.Tensor, centres: torch.Tensor
     n, k_max = centres.shape
     if n == 0 or k_max == 0:
         return torch.zeros((n, k_max, group_size), dtype=torch.long, device=points.device)
-    if _pick_backend(backend, points.device, n_max) == 'torch':
+    if _pick_backend(backend, points.device, n_max) == 'torch' or _triton_failed:
         return _knn_torch(points, offsets, centres, k, group_size, n_max)
     pts = points.float().contiguous()
-    out = offsets[:-1, None, None].expand(n, k_max, group_size).contiguous()
+    out = offsets[:-1, None, None].repeat(1, k_max, group_size)
     block = _block(n_max)
     bc = max(1, min(16, 4096 // block))
-    _knn_kernel[(n, triton.cdiv(k_max, bc))](pts, pts.stride(0), offsets, k, centres.contiguous(), out,
-                                             k_max, G=group_size, BC=bc, BLOCK=block,
-                                             num_warps=_warps(block * bc), enable_fp_fusion=False)
+    args = (pts, pts.stride(0), offsets, k, centres.contiguous(), out, k_max)
+    meta = dict(G=group_size, BC=bc, BLOCK=block, enable_fp_fusion=False)
+    if not _launch(_knn_kernel, _knn_tuned, (n, triton.cdiv(k_max, bc)), args, meta, _warps(block * bc)):
+        return _knn_torch(points, offsets, centres, k, group_size, n_max)
     return out

@@ -19,7 +19,7 @@ from blendclip_core.encoder.config import EncoderConfig
 from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
 from blendclip_core.encoder.packing import Caps, DevicePlan, Plan, graph_caps, make_plan
 from blendclip_core.encoder.tokenizer import PatchEmbed
-from blendclip_core.encoder.transformer import Block, Linear
+from blendclip_core.encoder.transformer import Block, LayerNorm, Linear
 from blendclip_core.types import ObjectBatch
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class PointEncoder(nn.Module):
         rates = np.linspace(0.0, c.drop_path, c.depth) if c.depth > 1 else [c.drop_path]
         self.blocks = nn.ModuleList(Block(c.width, c.num_heads, c.mlp_ratio, float(r), c.ln_eps)
                                     for r in rates)
-        self.norm = nn.LayerNorm(c.width, eps=c.ln_eps)
+        self.norm = LayerNorm(c.width, eps=c.ln_eps)
         self.proj = Linear(2 * c.width, c.embed_dim, bias=False)
         self.grouping_backend = 'auto'  # 'torch' forces the pure-torch FPS/kNN
         self.attention_varlen = True  # False forces padded attention on CUDA too
@@ -154,8 +154,14 @@ class PointEncoder(nn.Module):
 
     def _weights_key(self) -> tuple:
         """Changes whenever a parameter or buffer is modified or moved."""
-        ts = [*self.parameters(), *self.buffers()]
+        ts = self.__dict__.get('_tensor_list')
+        if ts is None:
+            ts = self.__dict__['_tensor_list'] = [*self.parameters(), *self.buffers()]
         return sum(t._version for t in ts), ts[0].data_ptr(), ts[-1].data_ptr()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop('_tensor_list', None)  # .to() / .cuda() may replace tensors
+        return super()._apply(fn, *args, **kwargs)
 
     def _run_eager(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
         plan = make_plan(counts, self.config)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blendclip_core.encoder.fused import add_rows_relu_
 from blendclip_core.encoder.transformer import Linear
 
 
@@ -72,8 +73,6 @@ class PatchEmbed(nn.Module):
             x = x.to(w1.dtype)
             f = self.first_conv[3](F.relu(F.linear(x, w1, b1))).view(p, g, -1)
             glob = f.amax(1)
-            h2 = F.linear(f, w2l)
-            h2 += F.linear(glob, w2g, b2)[:, None]
-            h2 = h2.relu_()
+            h2 = add_rows_relu_(F.linear(f, w2l), F.linear(glob, w2g, b2))
         out = self.second_conv[3](h2).view(p, g, -1)
         return out.amax(1)

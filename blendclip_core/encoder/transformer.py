@@ -72,6 +72,24 @@ class Linear(nn.Linear):
         return F.linear(x.to(dtype), cache[1], cache[2])
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm that, in CUDA autocast inference, reads and writes the half-precision stream
+    directly (autocast would cast it up to float32 and the next Linear back down: 3 passes for 1).
+    The kernel computes in float32 either way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training or torch.is_grad_enabled() or not x.is_cuda or not torch.is_autocast_enabled('cuda')
+                or x.dtype == torch.float32):
+            return super().forward(x)
+        key = (x.dtype, self.weight.data_ptr(), self.weight._version, self.bias._version)
+        cache = self.__dict__.get('_cast_cache')
+        if cache is None or cache[0] != key:
+            cache = self.__dict__['_cast_cache'] = (key, self.weight.detach().to(x.dtype),
+                                                    self.bias.detach().to(x.dtype))
+        with torch.autocast('cuda', enabled=False):
+            return F.layer_norm(x, self.normalized_shape, cache[1], cache[2], self.eps)
+
+
 class DropPath(nn.Module):
     """Stochastic depth per object (all tokens of an object are dropped together)."""
 
@@ -114,9 +132,9 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 

@@ -93,20 +93,30 @@ def test_empty_inputs():
 
 TRITON_SCRIPT = r"""
 import numpy as np, torch
+from blendclip_core.encoder.fused import add_rows_relu_
 from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
 rng = np.random.default_rng(5)
-counts = [1, 3, 40, 200, 0, 300]
-pts = torch.from_numpy(rng.normal(size=(sum(counts), 3)).astype(np.float32))
-off = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
-k = torch.tensor([max(1, n // 16) if n else 0 for n in counts])
-km, nm = int(k.max()), max(counts)
-for start in ('farthest', 'first'):
-    a = farthest_point_sample(pts, off, k, km, nm, start, backend='torch')
-    b = farthest_point_sample(pts, off, k, km, nm, start, backend='triton')
-    assert torch.equal(a, b), (a, b)
-ga = knn_group(pts, off, a, k, 32, nm, backend='torch')
-gb = knn_group(pts, off, a, k, 32, nm, backend='triton')
-assert torch.equal(ga, gb)
+for counts in ([1, 3, 40, 200, 0, 300], [3, 20, 40]):  # the second: one patch each (k_max = 1)
+    pts = torch.from_numpy(rng.normal(size=(sum(counts), 3)).astype(np.float32))
+    off = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
+    off_copy = off.clone()
+    k = torch.tensor([max(1, n // 16) if n else 0 for n in counts])
+    km, nm = int(k.max()), max(counts)
+    for start in ('farthest', 'first'):
+        a = farthest_point_sample(pts, off, k, km, nm, start, backend='torch')
+        b = farthest_point_sample(pts, off, k, km, nm, start, backend='triton')
+        assert torch.equal(a, b), (a, b)
+    ga = knn_group(pts, off, a, k, 32, nm, backend='torch')
+    gb = knn_group(pts, off, a, k, 32, nm, backend='triton')
+    assert torch.equal(ga, gb)
+    assert torch.equal(off, off_copy)  # outputs never alias the inputs
+h = torch.randn(7, 32, 100)
+g = torch.randn(7, 100)
+assert torch.equal(add_rows_relu_(h.clone(), g), (h + g[:, None]).relu())
+hb, gbf = h.bfloat16(), g.bfloat16()
+ref = (hb.float() + gbf.float()[:, None]).relu()
+out = add_rows_relu_(hb.clone(), gbf).float()
+assert ((out - ref).abs() <= ref.abs() * 2 ** -7 + 1e-6).all()  # the interpreter truncates to bf16
 print('ok')
 """
 

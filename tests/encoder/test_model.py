@@ -129,6 +129,8 @@ def test_cuda_matches_cpu_and_graphs_match_eager():
     m.cuda()
     gpu = _enc(m, objs).cpu()
     torch.testing.assert_close(gpu, cpu, atol=2e-4, rtol=2e-3)
+    for i in (0, 2):  # exact masking on the GPU path too (small objects alone: k_max = 1)
+        torch.testing.assert_close(_enc(m, [objs[i]]).cpu()[0], gpu[i], atol=1e-5, rtol=0)
     with torch.no_grad(), torch.autocast('cuda', torch.bfloat16):
         eager = m.encode(batch_of(objs)).cpu()
         m.enable_cuda_graphs()
