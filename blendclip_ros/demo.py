@@ -30,6 +30,7 @@ SAMPLE_DIR = REPO / 'data' / 'nuscenes_sample'
 PARAMS_FILE = REPO / 'config' / 'blendclip.params.yaml'
 LABELS_TOPIC = '/blendclip/objects'
 LABELLED_OBJECT_ARRAY = 'blendclip/msg/LabelledObjectArray'
+QUIET_S = 10.0  # after the replay ends, stop waiting once the node has published nothing for this long
 
 HOW_TO = """\
 Use your own weights and data:
@@ -156,13 +157,31 @@ def label_with_node(bag: Path, out: Path, checkpoint: str, vocabulary: list[str]
                                    '--wait-for-subscribers', '1', '--wait-timeout', str(timeout)],
                                   stdout=open(out / 'replay.log', 'w'), stderr=subprocess.STDOUT, env=_env(),
                                   cwd=REPO)
-        ok = recorder.spin_until(lambda: len(recorder.messages) >= frames, timeout,
-                                 alive=lambda: node.poll() is None)
-        if not ok:
-            why = 'the node exited' if node.poll() is not None else f'no labels within {timeout:.0f} s'
-            raise DemoError(f'{why}: got {len(recorder.messages)} of {frames} labelled frames\n'
+        # All frames labelled, or the replay is over and the node has been quiet for a while (a node under
+        # load may drop frames: depth-1 hand-off; the evaluation then counts their boxes as misses).
+        last = [time.monotonic(), 0]
+
+        def finished() -> bool:
+            if len(recorder.messages) != last[1]:
+                last[:] = [time.monotonic(), len(recorder.messages)]
+            if replay.poll() not in (None, 0) and not recorder.messages:
+                return True  # the replay failed (e.g. the node never subscribed): nothing will come
+            if not recorder.messages and 'autostart failed' in node_log.read_text(errors='replace'):
+                return True  # the node could not load its model: it says why in its log
+            quiet = replay.poll() is not None and time.monotonic() - last[0] > QUIET_S
+            return len(recorder.messages) >= frames or (quiet and len(recorder.messages) > 0)
+
+        recorder.spin_until(finished, timeout, alive=lambda: node.poll() is None)
+        if not recorder.messages:
+            why = ('the node exited' if node.poll() is not None else
+                   'the node could not start labelling' if 'autostart failed' in _tail(node_log) else
+                   f'the replay failed (exit code {replay.poll()})' if replay.poll() not in (None, 0) else
+                   f'no labels within {timeout:.0f} s')
+            raise DemoError(f'{why}: got 0 of {frames} labelled frames\n'
                             f'node log ({node_log}):\n{_tail(node_log)}\n'
                             f'replay log:\n{_tail(out / "replay.log")}')
+        if len(recorder.messages) < frames:
+            print(f'      note: the node labelled {len(recorder.messages)} of {frames} frames', flush=True)
         replay.wait(30)
         return list(recorder.messages)
     finally:

@@ -59,3 +59,22 @@ def test_demo_prints_what_blendclip_eval_computes(tmp_path, capsys, monkeypatch)
     rows = [r for r in printed.splitlines() if re.match(r'\s*\d+\s+[\d.]+\s+\d+\s', r)]
     assert len(rows) == 69
     assert sum(r.rstrip().endswith('*') for r in rows) == 7
+
+
+@pytest.mark.timeout(120)
+def test_demo_explains_a_missing_checkpoint(tmp_path, capsys):
+    from blendclip_ros import demo
+
+    code = demo.main(['--out', str(tmp_path / 'demo'), '--checkpoint', str(tmp_path / 'nope.pt'),
+                      '--timeout', '90'])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert 'could not start labelling' in err and 'checkpoint not found' in err
+
+
+def test_demo_never_empties_a_folder_it_did_not_make(tmp_path):
+    from blendclip_ros import demo
+
+    (tmp_path / 'mine.txt').write_text('keep')
+    assert demo.main(['--out', str(tmp_path)]) == 1
+    assert (tmp_path / 'mine.txt').read_text() == 'keep'
