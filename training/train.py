@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         resume = find_latest_checkpoint(cfg.output_dir)
         if resume is None:
             log.info('no checkpoint in %s: starting fresh', cfg.output_dir)
+    elif resume and not os.path.isfile(resume):
+        print(f'blendclip-train: checkpoint to resume from not found: {resume}', file=sys.stderr)
+        return 2
     dist_info = distributed.init_distributed(cfg.device)
     try:
         summary = Trainer(cfg, dist_info).fit(resume=resume)

@@ -52,3 +52,5 @@ def test_cli_reports_config_errors_and_prints_config(capsys):
     assert main(['--data', 'synthetic', '--print-config', '--set', 'seed=3']) == 0
     printed = capsys.readouterr().out
     assert 'seed: 3' in printed and 'real_heldout' in printed
+    assert main(['--data', 'synthetic', '--resume', '/nonexistent/step_1.pt']) == 2
+    assert 'not found' in capsys.readouterr().err
