@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dist_info = distributed.init_distributed(cfg.device)
     try:
-        summary = Trainer(cfg, dist_info).fit(resume=resume)
+        try:
+            trainer = Trainer(cfg, dist_info)
+        except (ValueError, OSError) as e:  # bad sources, text space, model name: say which, no traceback
+            print(f'blendclip-train: cannot set up training: {e}', file=sys.stderr)
+            return 2
+        summary = trainer.fit(resume=resume)
     except NonFiniteLossError as e:
         log.error('%s', e)
         return 3

@@ -56,10 +56,17 @@ def _load_callable(params: dict, embed_dim: int) -> Sequence[Triplet]:
 LOADERS = {'toy': _load_toy, 'shards': _load_shards, 'callable': _load_callable}
 
 
+class DataSourceError(ValueError):
+    """A configured source cannot be opened (missing shards, no embeddings for the text space, ...)."""
+
+
 def load_source(src: SourceConfig, embed_dim: int) -> Sequence[Triplet]:
     if src.kind not in LOADERS:
         raise ValueError(f'unknown data source kind {src.kind!r}; choose one of {sorted(LOADERS)}')
-    return LOADERS[src.kind](dict(src.params), embed_dim)
+    try:
+        return LOADERS[src.kind](dict(src.params), embed_dim)
+    except (ValueError, OSError, RuntimeError, TypeError) as e:  # the reader's own error, named
+        raise DataSourceError(f'data source {src.name or src.kind!r} ({src.kind}, {src.params}): {e}') from e
 
 
 def _label_of(t: Triplet) -> str:

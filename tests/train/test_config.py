@@ -54,3 +54,5 @@ def test_cli_reports_config_errors_and_prints_config(capsys):
     assert 'seed: 3' in printed and 'real_heldout' in printed
     assert main(['--data', 'synthetic', '--resume', '/nonexistent/step_1.pt']) == 2
     assert 'not found' in capsys.readouterr().err
+    assert main(['--set', 'data.real=[{kind: shards, root: /nonexistent/shards}]']) == 2
+    assert 'cannot set up training' in capsys.readouterr().err
