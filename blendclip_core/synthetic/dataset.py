@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -210,11 +210,18 @@ def stored_config(path: str | Path) -> GeneratorConfig | None:
         text = str(z['config']) if 'config' in z.files else ''
     if not text:
         return None
-    d = json.loads(text)
-    return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return _generator_config(json.loads(text))
 
 
 def load_npz(path: str | Path) -> GeneratedSet:
+    try:
+        return _load_npz(path)
+    except (OSError, KeyError, ValueError, IndexError) as err:
+        raise ValueError(f'{path}: not a generated set written by save_npz '
+                         f'({type(err).__name__}: {err})') from err
+
+
+def _load_npz(path: str | Path) -> GeneratedSet:
     with np.load(path) as z:
         pts, off = z['points'].astype(np.float32), z['offsets']
         classes = [str(c) for c in z['classes']]
@@ -258,8 +265,7 @@ def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_
     domain: must match the set's domain when given. classes / limit_per_class: keep only these classes,
         at most this many objects per class (0 = all).
     """
-    want = None if generate is None else GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                            for k, v in generate.items()})
+    want = None if generate is None else _generator_config(generate)
     gen = None
     if path and Path(path).is_file():
         gen = load_npz(path)
@@ -281,6 +287,14 @@ def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_
     gen = _filter(gen, classes, limit_per_class)
     log.info('%d generated %s objects from %s', len(gen), gen.domain, path or 'memory')
     return GeneratedTriplets(gen, Path(path).stem if path else 'gen')
+
+
+def _generator_config(d: dict) -> GeneratorConfig:
+    known = {f.name for f in fields(GeneratorConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f'unknown generator setting(s) {unknown}; known: {sorted(known)}')
+    return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def _draw(cfg: GeneratorConfig, workers: int) -> GeneratedSet:

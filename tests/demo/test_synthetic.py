@@ -173,3 +173,12 @@ def test_sample_sweep_source_matches_the_annotations(repo):
     src = dataset.sample_sweep_source(str(repo / 'data' / 'nuscenes_sample'), min_points=20)
     assert sorted(src.num_points) == [21, 29, 32, 45, 46, 79, 479]  # the recounts in annotations_lidar.json
     assert sorted(set(src.labels)) == ['barrier', 'car', 'truck']
+
+
+def test_bad_files_and_settings_are_typed_errors(tmp_path):
+    bad = tmp_path / 'bad.npz'
+    np.savez(bad, something=np.zeros(3))
+    with pytest.raises(ValueError, match='not a generated set'):
+        dataset.load_npz(bad)
+    with pytest.raises(ValueError, match='unknown generator setting'):
+        dataset.source(path=str(tmp_path / 'new.npz'), generate={'per_klass': 3}, text_space='minilm:x')
