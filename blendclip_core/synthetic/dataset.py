@@ -282,6 +282,7 @@ def source(path: str = '', domain: str = '', classes: Sequence[str] = (), limit_
         gen = embed(_draw(want, workers), text_embedder(text_space, text_cache))
         if path:
             save_npz(path, gen, want)
+            gen = load_npz(path)  # what later runs will load (float16 points): the same batches every run
     if domain and domain != gen.domain:
         raise ValueError(f'{path} holds the {gen.domain!r} domain, not {domain!r}')
     gen = _filter(gen, classes, limit_per_class)
