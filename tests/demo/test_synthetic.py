@@ -182,3 +182,18 @@ def test_bad_files_and_settings_are_typed_errors(tmp_path):
         dataset.load_npz(bad)
     with pytest.raises(ValueError, match='unknown generator setting'):
         dataset.source(path=str(tmp_path / 'new.npz'), generate={'per_klass': 3}, text_space='minilm:x')
+
+
+def test_a_config_alone_makes_the_set_and_later_runs_load_the_same(tmp_path):
+    """The trainer-config path: generated on first use with the real MiniLM space, saved, then loaded."""
+    kwargs = dict(path=str(tmp_path / 'set.npz'), domain=REAL, text_space='minilm:all-MiniLM-L6-v2',
+                  generate={'classes': ['car', 'barrier'], 'per_class': 2, 'domain': REAL, 'seed': 3})
+    first = dataset.source(**kwargs)
+    again = dataset.source(**kwargs)  # loads the file: no generation, no text model
+    assert first.labels == again.labels == ['car', 'car', 'barrier', 'barrier']
+    for a, b in zip(first, again):
+        assert np.array_equal(a.points, b.points) and np.array_equal(a.text_embedding, b.text_embedding)
+        assert a.text_embedding.shape == (384,) and abs(np.linalg.norm(a.text_embedding) - 1) < 1e-5
+    # Text targets of one class sit closer together than across classes.
+    e = np.stack([t.text_embedding for t in first])
+    assert e[0] @ e[1] > e[0] @ e[2] and e[2] @ e[3] > e[1] @ e[3]
