@@ -85,6 +85,10 @@ class PointEncoder(nn.Module):
             raise ValueError(f'model needs {self.in_channels} channels, batch has {batch.points.shape[1]}')
         device = torch.device(device) if device is not None else self.device
         pts = batch.points[:, :self.in_channels]
+        if not np.isfinite(pts).all():  # cropping never yields these; other callers get a clear error
+            rows = np.flatnonzero(~np.isfinite(pts).all(1))
+            bad = np.unique(np.searchsorted(batch.offsets, rows, 'right') - 1)
+            raise ValueError(f'non-finite points in objects {bad[:10].tolist()}')
         return self._encode_packed(self._staging.upload(pts, device), batch.counts)
 
     def enable_cuda_graphs(self, enabled: bool = True) -> None:

@@ -74,6 +74,13 @@ def test_objects_over_max_points_are_downsampled():
     torch.testing.assert_close(e[0], _enc(m, [obj])[0], atol=1e-5, rtol=0)  # deterministic cap
 
 
+def test_non_finite_points_are_a_clear_error(tiny):
+    objs = random_objects([10, 20], seed=13)
+    objs[1][4, 2] = np.nan
+    with pytest.raises(ValueError, match=r'non-finite points in objects \[1\]'):
+        _enc(tiny, objs)
+
+
 def test_extra_channels_and_channel_errors():
     torch.manual_seed(0)
     m = create_model('pointbert-tiny', in_channels=4).eval()
