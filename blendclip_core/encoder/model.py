@@ -23,6 +23,7 @@ from blendclip_core.encoder.transformer import Block, LayerNorm, Linear
 from blendclip_core.types import ObjectBatch
 
 log = logging.getLogger(__name__)
+MAX_GRAPHS = 64  # captured frame sizes kept per model
 
 
 class PointEncoder(nn.Module):
@@ -152,6 +153,9 @@ class PointEncoder(nn.Module):
                 log.warning('CUDA graph capture failed (%s); running this size eagerly', e)
                 runner = False
             self._graphs[key] = runner
+            sizes = [k for k in self._graphs if k != '_weights']
+            if len(sizes) > MAX_GRAPHS:  # a long-running node with ever new frame sizes: drop the oldest
+                del self._graphs[sizes[0]]
         if runner is False:
             return self._run_eager(points, counts)
         return runner(points, plan)[:plan.n]
