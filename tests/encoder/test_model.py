@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from encoder_testutil import batch_of, random_objects
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blendclip_core.encoder import create_model
 from blendclip_core.types import ObjectBatch
@@ -169,3 +171,41 @@ def test_rounded_caps_plan_matches_exact_plan(tiny):
     torch.testing.assert_close(p, a, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match='smaller'):
         make_plan(counts, tiny.config, Caps(n=2, k_max=1, patches=1, n_max=1, points=1))
+
+
+def test_degenerate_objects(tiny):
+    """Identical, collinear and two-point objects: finite, deterministic, independent of the batch."""
+    same = np.tile(np.array([[1.0, 2.0, 0.5]], np.float32), (60, 1))
+    line = np.stack([np.linspace(-2, 2, 80), np.zeros(80), np.zeros(80)], 1).astype(np.float32)
+    two = np.array([[0, 0, 0], [1, 0, 0]], np.float32)
+    objs = [same, line, two, random_objects([3000], seed=14)[0]]
+    e = _enc(tiny, objs)
+    assert torch.isfinite(e).all()
+    assert torch.equal(e, _enc(tiny, objs))
+    for i in range(3):
+        torch.testing.assert_close(_enc(tiny, [objs[i]])[0], e[i], atol=1e-5, rtol=0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(0, 700), min_size=1, max_size=6), st.integers(0, 5))
+def test_masking_property(counts, pick):
+    """Any mix of object sizes: each object's embedding equals its embedding alone."""
+    torch.manual_seed(0)
+    model = _tiny_for_property()
+    objs = random_objects(counts, seed=len(counts) + pick)
+    i = pick % len(counts)
+    e = _enc(model, objs)
+    alone = _enc(model, [objs[i]])[0]
+    torch.testing.assert_close(e[i], alone, atol=1e-5, rtol=0)
+    zero_rows = (e.abs().sum(1) == 0).numpy()
+    assert torch.isfinite(e).all() and (zero_rows == (np.array(counts) == 0)).all()
+
+
+_PROPERTY_MODEL = []
+
+
+def _tiny_for_property():
+    if not _PROPERTY_MODEL:
+        torch.manual_seed(0)
+        _PROPERTY_MODEL.append(create_model('pointbert-tiny').eval())
+    return _PROPERTY_MODEL[0]
