@@ -120,3 +120,12 @@ def test_default_checkpoint_path(tmp_path, monkeypatch):
     found = default_checkpoint_path()
     repo_copy = Path(__file__).resolve().parents[2] / 'models' / 'default' / 'blendclip-default.pt'
     assert found == (repo_copy if repo_copy.is_file() else share / 'blendclip-default.pt')
+
+
+def test_load_ulip_safetensors(tmp_path):
+    safetensors = pytest.importorskip('safetensors.torch')
+    m = _trained_like()
+    path = tmp_path / 'pointbert.safetensors'
+    safetensors.save_file({k: v.contiguous() for k, v in _to_ulip(m.state_dict()).items()}, str(path))
+    m2, _ = load_checkpoint(path, config='pointbert-tiny')
+    assert torch.equal(_embed(m), _embed(m2))
