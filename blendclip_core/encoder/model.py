@@ -209,8 +209,9 @@ class _GraphRunner:
 
     def __init__(self, model: PointEncoder, caps: Caps, plan: Plan, points: torch.Tensor) -> None:
         dev = points.device
-        self.points = torch.zeros((caps.points, points.shape[1]), dtype=points.dtype, device=dev)
-        self.plan_buf = torch.zeros(plan.int_buffer.shape, dtype=torch.int64, device=dev)
+        with torch.inference_mode(False):  # buffers updated in place later, in or out of inference mode
+            self.points = torch.zeros((caps.points, points.shape[1]), dtype=points.dtype, device=dev)
+            self.plan_buf = torch.zeros(plan.int_buffer.shape, dtype=torch.int64, device=dev)
         self.model = model
         self._load(points, plan)
         stream = torch.cuda.Stream(dev)
@@ -256,7 +257,9 @@ class _Staging:
             self._done[slot].synchronize()
         host = self._host.get(slot)
         if host is None or host.numel() < nbytes:
-            host = self._host[slot] = torch.empty(max(nbytes, 1 << 20), dtype=torch.uint8).pin_memory()
+            with torch.inference_mode(False):  # rewritten in place later, in or out of inference mode
+                host = torch.empty(max(nbytes, 1 << 20), dtype=torch.uint8).pin_memory()
+            self._host[slot] = host
         view = host[:nbytes].view(src.dtype).view(src.shape)
         view.copy_(src)
         if out is None:

@@ -145,7 +145,16 @@ def test_cuda_matches_cpu_and_graphs_match_eager():
         m.enable_cuda_graphs()
         graph1 = m.encode(batch_of(objs)).cpu()
         graph2 = m.encode(batch_of(objs)).cpu()
+    with torch.inference_mode(), torch.autocast('cuda', torch.bfloat16):  # the classifier's mode
+        graph3 = m.encode(batch_of(objs)).cpu()
+    with torch.no_grad(), torch.autocast('cuda', torch.bfloat16):
         m.enable_cuda_graphs(False)
+        m.enable_cuda_graphs()
+        with torch.inference_mode():
+            m.encode(batch_of(objs))  # buffers made in inference mode ...
+        graph4 = m.encode(batch_of(objs)).cpu()  # ... then updated outside it
+        m.enable_cuda_graphs(False)
+    assert torch.equal(graph1, graph3) and torch.equal(graph1, graph4)
     assert torch.equal(graph1, graph2)
     torch.testing.assert_close(graph1, eager, atol=2e-2, rtol=2e-2)
     cos = torch.nn.functional.cosine_similarity(eager[[0, 2, 3, 4, 5, 6]], cpu[[0, 2, 3, 4, 5, 6]])
@@ -209,3 +218,15 @@ def _tiny_for_property():
         torch.manual_seed(0)
         _PROPERTY_MODEL.append(create_model('pointbert-tiny').eval())
     return _PROPERTY_MODEL[0]
+
+
+def test_inference_mode_and_no_grad_mix(tiny):
+    """The classifier runs under inference_mode, evaluation code under no_grad: caches made in one
+    must work in the other."""
+    objs = random_objects([30, 300], seed=15)
+    with torch.inference_mode():
+        a = tiny.encode(batch_of(objs))
+    b = _enc(tiny, objs)
+    with torch.inference_mode():
+        c = tiny.encode(batch_of(objs))
+    assert torch.equal(a, b) and torch.equal(b, c)
