@@ -186,10 +186,11 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
         return out
     try:
         if int(cloud_msg.width) * int(cloud_msg.height) == 0:
-            points, dropped = np.zeros((0, 3), np.float32), 0  # nothing to read (cloud_to_xyz needs >= 1)
+            # Empty whatever its layout says: drivers publish a bare PointCloud2() for an empty sweep, and
+            # that is an empty cloud, not a malformed one (cloud_to_xyz itself reads 0-point clouds).
+            points, dropped = np.zeros((0, 3), np.float32), 0
         else:
-            xyz = cloud_to_xyz(cloud_msg)
-            points, dropped = xyz.points, xyz.dropped
+            points, dropped = cloud_to_xyz(cloud_msg)
     except MalformedCloudError as exc:
         # Answer every box (no usable points) rather than go silent: downstream sees the frame.
         points, dropped = np.zeros((0, 3), np.float32), 0

@@ -1,0 +1,181 @@
+"""The node's per-frame fast paths give exactly what the plain ways give: cloud -> xyz (incl. 0 points),
+slot-filled LabelledObjects vs the generated constructors (equal messages, same bytes on the wire)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from blendclip.msg import LabelHypothesis, LabelledObject, LabelledObjectArray
+from blendclip_core.geometry import Boxes
+from blendclip_core.types import ObjectStatus, Predictions
+from blendclip_ros.conversions import boxes as conv
+from blendclip_ros.conversions import fastmsg
+from blendclip_ros.conversions import pointcloud as pc
+
+
+def _wire(msg: PointCloud2) -> PointCloud2:
+    return deserialize_message(serialize_message(msg), PointCloud2)
+
+
+@pytest.mark.parametrize('shape', [(1, 0), (0, 0), (0, 16)])
+def test_cloud_to_xyz_reads_zero_point_clouds(shape):
+    """Used to raise `ValueError: cannot reshape array of size 0` (the node worked around it)."""
+    dtype = np.dtype([('x', 'f4'), ('y', 'f4'), ('z', 'f4'), ('intensity', 'f4'), ('rgb', 'u1', 3),
+                      ('t', '<f8')])
+    msg = _wire(pc.array_to_cloud(np.zeros(shape, dtype=dtype), frame_id='lidar'))
+    assert msg.width * msg.height == 0
+    points, dropped = pc.cloud_to_xyz(msg)
+    assert points.shape == (0, 3) and points.dtype == np.float32 and dropped == 0
+    points, dropped = pc.cloud_to_xyz(msg, extra_fields=('intensity', 'rgb', 't'))
+    assert points.shape == (0, 8) and dropped == 0
+    with pytest.raises(pc.MissingFieldError):  # checks still apply to an empty cloud
+        pc.cloud_to_xyz(msg, extra_fields=('ring',))
+
+
+@pytest.mark.parametrize('nan_fraction', [0.0, 0.2])
+def test_cloud_to_xyz_matches_a_per_point_reference(nan_fraction):
+    rng = np.random.default_rng(3)
+    dtype = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'ring'],
+                      'formats': ['<f4', '<f4', '<f4', '<f4', '<u2'], 'offsets': [0, 4, 8, 16, 20],
+                      'itemsize': 24})
+    arr = np.zeros(3000, dtype=dtype)
+    for name in dtype.names:
+        arr[name] = rng.normal(scale=30, size=len(arr)) if name != 'ring' else rng.integers(0, 32, len(arr))
+    bad = rng.random(len(arr)) < nan_fraction
+    arr['intensity'][bad] = np.nan  # an extra column's NaN drops the point only when that column is read
+    arr['y'][bad & (rng.random(len(arr)) < 0.5)] = np.inf
+    msg = _wire(pc.array_to_cloud(arr))
+    for extra in ((), ('intensity', 'ring')):
+        rows = np.stack([arr[n].astype(np.float32) for n in ('x', 'y', 'z', *extra)], axis=1)
+        keep = np.isfinite(rows).all(axis=1)
+        points, dropped = pc.cloud_to_xyz(msg, extra_fields=extra)
+        np.testing.assert_array_equal(points, rows[keep])
+        assert dropped == np.count_nonzero(~keep)
+        assert all(points[:, j].flags.c_contiguous for j in range(points.shape[1]))  # column-major
+
+
+def _predictions(n: int, k: int, vocab: tuple[str, ...], rng) -> Predictions:
+    status = rng.choice([s.value for s in ObjectStatus], size=n)
+    indices = np.stack([rng.permutation(len(vocab))[:k] for _ in range(n)]).astype(np.int64)
+    scores = np.sort(rng.random((n, k)).astype(np.float32), axis=1)[:, ::-1].copy()
+    unlabelled = (status == ObjectStatus.NO_POINTS) | (status == ObjectStatus.INVALID_BOX)
+    indices[unlabelled], scores[unlabelled] = -1, np.nan
+    indices[0, 1:] = -1  # a classified object with fewer hypotheses than k
+    status[0] = ObjectStatus.OK
+    status[1] = ObjectStatus.OK
+    indices[1] = -1  # OK without any hypothesis: label '' and score NaN
+    num_points = rng.integers(-1, 5000, size=n)
+    return Predictions(indices, scores, num_points, status, vocab, 'v7:test')
+
+
+def _boxes(n: int, rng) -> Boxes:
+    quats = rng.normal(size=(n, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    scores = rng.random(n)
+    scores[::5] = np.nan
+    return Boxes(rng.normal(size=(n, 3)) * 30, rng.uniform(0.1, 9, (n, 3)), quats,
+                 tuple(f'id-{i}' for i in range(n)), 'LIDAR_TOP',
+                 tuple(f'det{i % 3}' if i % 4 else '' for i in range(n)), scores)
+
+
+def _reference_objects(predictions: Predictions, boxes: Boxes) -> list:
+    """The builder as it was before the fast path (generated constructors, per-element numpy reads)."""
+    objects = []
+    for i in range(len(boxes)):
+        status = ObjectStatus(int(predictions.status[i]))
+        top = predictions.top_labels(i) if status in conv.CLASSIFIED else []
+        ok = status == ObjectStatus.OK and bool(top)
+        obj = LabelledObject()
+        obj.id = boxes.ids[i]
+        conv._fill_pose(obj.pose, boxes.centers[i], boxes.quaternions[i])
+        conv._fill_vector(obj.size, boxes.sizes[i])
+        obj.label = top[0][0] if ok else ''
+        obj.score = float(top[0][1]) if ok else math.nan
+        obj.top_k = [LabelHypothesis(label=label, score=float(score)) for label, score in top]
+        obj.num_points = max(int(predictions.num_points[i]), 0)
+        obj.status = int(status)
+        obj.detector_label = boxes.detector_labels[i]
+        obj.detector_score = float(boxes.detector_scores[i])
+        objects.append(obj)
+    return objects
+
+
+def _plain(msg):
+    """A message as nested tuples of (field, value), NaN as a marker (so equal messages compare equal)."""
+    if hasattr(msg, 'get_fields_and_field_types'):
+        return tuple((name, _plain(getattr(msg, name))) for name in msg.get_fields_and_field_types())
+    if isinstance(msg, (list, tuple)):
+        return tuple(_plain(v) for v in msg)
+    if isinstance(msg, float) and math.isnan(msg):
+        return 'nan'
+    assert isinstance(msg, (str, int, float)), type(msg)  # plain Python values, as the constructors take
+    return (type(msg).__name__, msg)
+
+
+@pytest.mark.parametrize('n, k', [(0, 5), (1, 1), (64, 5), (300, 10)])
+def test_slot_filled_objects_equal_constructor_built(n, k):
+    rng = np.random.default_rng(n + k)
+    vocab = tuple(f'label {i}' for i in range(12))
+    preds, boxes = _predictions(max(n, 2), k, vocab, rng), _boxes(max(n, 2), rng)
+    preds = Predictions(preds.indices[:n], preds.scores[:n], preds.num_points[:n], preds.status[:n], vocab,
+                        preds.vocabulary_version)
+    boxes = boxes.subset(slice(0, n))
+    header = Header(frame_id='LIDAR_TOP', stamp=Time(sec=3, nanosec=4))
+    assert conv._fast_objects() is not None  # the installed message classes allow the fast path
+    fast = conv.labelled_objects_to_msg(preds, boxes, header=header, model='m')
+    reference = LabelledObjectArray(header=header, objects=_reference_objects(preds, boxes),
+                                    vocabulary_version='v7:test', model='m')
+    constructed = LabelledObjectArray(header=header, objects=conv._objects_by_constructor(preds, boxes),
+                                      vocabulary_version='v7:test', model='m')
+    assert _plain(fast) == _plain(reference) == _plain(constructed)
+    on_wire = deserialize_message(serialize_message(fast), LabelledObjectArray)
+    assert _plain(on_wire) == _plain(deserialize_message(serialize_message(reference), LabelledObjectArray))
+    assert len(on_wire.objects) == n
+    if n:  # slot-filled instances behave like any other: readable, settable, printable, comparable
+        first = fast.objects[0]
+        assert first.pose.position.x == boxes.centers[0, 0] and first.size.z == boxes.sizes[0, 2]
+        assert first.top_k[0] == reference.objects[0].top_k[0]
+        first.label = 'changed'
+        first.top_k = [LabelHypothesis(label='x', score=0.5)]
+        assert 'changed' in repr(first) and first != reference.objects[0]
+
+
+def test_unknown_status_is_an_error():
+    rng = np.random.default_rng(0)
+    preds = _predictions(4, 3, ('a', 'b', 'c'), rng)
+    preds.status[2] = 9
+    with pytest.raises(ValueError):
+        conv.labelled_objects_to_msg(preds, _boxes(4, rng))
+
+
+def test_maker_refuses_classes_it_cannot_fill_safely():
+    assert fastmsg.maker(LabelledObject) is not None and fastmsg.maker(LabelHypothesis) is not None
+    blank = fastmsg.maker(LabelHypothesis)()
+    blank._label, blank._score = 'car', 0.25
+    assert blank == LabelHypothesis(label='car', score=0.25)
+
+    class ExtraSlot:  # a layout the module note does not cover
+        __slots__ = ['_label', '_cache', '_check_fields']
+
+        @classmethod
+        def get_fields_and_field_types(cls):
+            return {'label': 'string'}
+
+    class Checked:  # ROS_PYTHON_CHECK_FIELDS=1: the setters must run
+        __slots__ = ['_label', '_check_fields']
+
+        def __init__(self):
+            self._check_fields = True
+
+        @classmethod
+        def get_fields_and_field_types(cls):
+            return {'label': 'string'}
+
+    assert fastmsg.maker(ExtraSlot) is None and fastmsg.maker(Checked) is None and fastmsg.maker(int) is None
