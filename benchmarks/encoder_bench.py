@@ -331,7 +331,9 @@ def profile_frames(device: torch.device, path: Path) -> None:
     rng = np.random.default_rng(2)
     model = create_model('pointbert-s').to(device).eval()
     lines = []
-    for label, frame in (('dense', dense_frame(rng)), ('realistic', realistic_frame(rng))):
+    frames = (('dense', dense_frame(rng)), ('realistic', realistic_frame(rng)),
+              ('batch512', dense_frame(rng, 512)))
+    for label, frame in frames:
         with torch.no_grad(), torch.autocast('cuda', torch.bfloat16):
             model.encode(frame)
             _sync(device)
