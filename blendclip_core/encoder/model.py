@@ -98,6 +98,7 @@ class PointEncoder(nn.Module):
         """Replay captured CUDA graphs in inference (eval, no grad, CUDA): one capture per rounded
         frame size (see packing.graph_caps), kept until disabled."""
         self._graphs = {} if enabled else None
+        self._graph_pool = None  # a fresh pool for the next capture (see _GraphRunner)
 
     # ------------------------------------------------------------------------------------- internals
 
@@ -144,6 +145,7 @@ class PointEncoder(nn.Module):
         wkey = self._weights_key()
         if self._graphs and self._graphs.get('_weights') != wkey:
             self._graphs.clear()  # weights changed since capture: graphs hold casts of the old ones
+            self._graph_pool = None
         self._graphs['_weights'] = wkey
         plan = make_plan(counts, self.config, caps)
         key = (caps, torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda'), points.device)
@@ -232,6 +234,9 @@ class _GraphRunner:
                 model._forward_plan(self.points, self.plan_buf, plan)
         torch.cuda.current_stream(dev).wait_stream(stream)
         if model._graph_pool is None:
+            # a fresh pool whenever all graphs were dropped: capturing into a pool whose graphs are all
+            # gone fails (the allocator keeps it, unused, until empty_cache), and a failed capture
+            # leaves torch's CUDA RNG unusable for the rest of the process (seen on the H100)
             model._graph_pool = torch.cuda.graph_pool_handle()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=model._graph_pool):

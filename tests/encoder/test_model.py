@@ -153,8 +153,13 @@ def test_cuda_matches_cpu_and_graphs_match_eager():
         with torch.inference_mode():
             m.encode(batch_of(objs))  # buffers made in inference mode ...
         graph4 = m.encode(batch_of(objs)).cpu()  # ... then updated outside it
+        assert all(r for k, r in m._graphs.items() if k != '_weights')  # re-enabled: captured again
+        m.proj.weight.mul_(1.0)  # a weight update drops the graphs; they are captured again
+        graph5 = m.encode(batch_of(objs)).cpu()
+        assert all(r for k, r in m._graphs.items() if k != '_weights')
         m.enable_cuda_graphs(False)
-    assert torch.equal(graph1, graph3) and torch.equal(graph1, graph4)
+    torch.randn(4, device='cuda')  # no failed capture left the CUDA RNG unusable
+    assert torch.equal(graph1, graph3) and torch.equal(graph1, graph4) and torch.equal(graph1, graph5)
     assert torch.equal(graph1, graph2)
     torch.testing.assert_close(graph1, eager, atol=2e-2, rtol=2e-2)
     cos = torch.nn.functional.cosine_similarity(eager[[0, 2, 3, 4, 5, 6]], cpu[[0, 2, 3, 4, 5, 6]])
