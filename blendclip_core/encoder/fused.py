@@ -53,6 +53,8 @@ def add_layer_norm(x: torch.Tensor, r: torch.Tensor, extra: torch.Tensor | None,
         return s, y
     rows, width = x.shape
     s, y = torch.empty_like(x), torch.empty_like(x)
+    if rows == 0:
+        return s, y
     block_d = triton.next_power_of_2(width)
     block_r = max(1, min(16, 4096 // block_d))
     _add_layer_norm_kernel[(triton.cdiv(rows, block_r),)](

@@ -64,6 +64,8 @@ for rows, width in ((37, 48), (5, 384), (1, 7)):
         assert sb.dtype == yb.dtype == torch.bfloat16
         torch.testing.assert_close(sb.float(), s0, atol=0.1, rtol=2 ** -6)
         torch.testing.assert_close(yb.float(), y0, atol=0.1, rtol=2 ** -5)
+s, y = add_layer_norm(torch.zeros(0, 8), torch.zeros(0, 8), None, torch.ones(8), torch.zeros(8), 1e-6)
+assert s.shape == y.shape == (0, 8)
 print('ok')
 """
 
