@@ -4,12 +4,22 @@ Set before anything imports rclpy, so this process and every child process it st
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# pytest runs with --import-mode=importlib (pyproject), so test files may share a basename across
+# folders; each folder's helper modules (node_harness, encoder_testutil...) stay importable by name.
+for _folder in sorted(p for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith(('_', '.'))):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 os.environ['HF_HUB_OFFLINE'] = '1'
