@@ -250,11 +250,9 @@ class BlendClipNode(LifecycleNode):
         if outcome.message:
             self._warn_throttled(outcome.warn_kind, outcome.message)
         t_built = time.perf_counter()
-        pubs['labels'].publish(outcome.labels)
-        markers = None
+        pubs['labels'].publish(outcome.labels_cdr)  # already serialised (conversions/cdr.py)
         if self.params.publish_markers and pubs['markers'].get_subscription_count() > 0:
-            markers = runtime.markers_msg(outcome.labels)
-            pubs['markers'].publish(markers)
+            pubs['markers'].publish(runtime.markers_msg(outcome.labels))  # the message is made for these
         t_end = time.perf_counter()
         self.counters['frames_published'] += 1
         model_ms = outcome.model_ms

@@ -18,6 +18,7 @@ import numpy as np
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus
 from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
+from blendclip_ros.conversions.cdr import labelled_objects_cdr
 from blendclip_ros.conversions.markers import labelled_markers
 from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_xyz
 from blendclip_ros.conversions.vision import boxes_from_detection3d_array
@@ -31,7 +32,7 @@ WINDOWS = (
     'ros_overhead',  # processing - model: conversion, cropping, message building, publishing
     'convert',  # messages -> numpy (cloud view + copy of finite xyz, boxes), frame transform
     'crop',  # points of every box (blendclip_core.preprocess, inside label_frame)
-    'build',  # LabelledObjectArray from the predictions
+    'build',  # the LabelledObjectArray's bytes (CDR) from the predictions
     'publish',  # publish() calls (and marker building when someone subscribes)
     'queue_wait',  # pair complete -> worker starts it
     'stamp_to_publish',  # header stamp -> labels published, node clock (needs synced clocks)
@@ -70,13 +71,24 @@ class FrameSettings:
 
 @dataclass
 class FrameOutcome:
-    labels: Any = None  # LabelledObjectArray, None when the frame was skipped
     counts: Counter = field(default_factory=Counter)
     skip_reason: str = ''  # '' = answered; else the counter suffix frames_skipped_<reason>
     message: str = ''  # a warning for the log (throttled by the node)
     warn_kind: str = ''
     model_ms: float = 0.0
     timings: dict = field(default_factory=dict)  # convert_ms, crop_ms, model_ms, build_ms
+    labels_cdr: bytes = b''  # the LabelledObjectArray serialised, what the node publishes; b'' if skipped
+    parts: tuple | None = field(default=None, repr=False)  # (predictions, boxes, header, model name)
+    _labels: Any = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> Any:
+        """The LabelledObjectArray (None when the frame was skipped), made on first use: the node
+        publishes `labels_cdr` and needs the message objects only for markers."""
+        if self._labels is None and self.parts is not None:
+            predictions, boxes, header, model = self.parts
+            self._labels = labelled_objects_to_msg(predictions, boxes, header=header, model=model)
+        return self._labels
 
 
 class LoadedModel:
@@ -205,7 +217,8 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
     t2 = time.perf_counter()
     for status, count in zip(*np.unique(predictions.status, return_counts=True)):
         out.counts[STATUS_COUNTER.get(ObjectStatus(int(status)), 'objects_other')] += int(count)
-    out.labels = labelled_objects_to_msg(predictions, boxes, header=boxes_msg.header, model=model.name)
+    out.parts = (predictions, boxes, boxes_msg.header, model.name)
+    out.labels_cdr = labelled_objects_cdr(predictions, boxes, boxes_msg.header, model.name)
     out.model_ms = timings['model_ms']
     out.timings = {'convert_ms': (t1 - t0) * 1e3, 'crop_ms': timings['crop_ms'], 'model_ms': out.model_ms,
                    'build_ms': (time.perf_counter() - t2) * 1e3}

@@ -16,7 +16,7 @@ from blendclip.msg import LabelHypothesis, LabelledObject, LabelledObjectArray
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus, Predictions
 from blendclip_ros.conversions import boxes as conv
-from blendclip_ros.conversions import fastmsg
+from blendclip_ros.conversions import cdr, fastmsg
 from blendclip_ros.conversions import pointcloud as pc
 
 
@@ -147,12 +147,48 @@ def test_slot_filled_objects_equal_constructor_built(n, k):
         assert 'changed' in repr(first) and first != reference.objects[0]
 
 
+@pytest.mark.parametrize('n, k', [(0, 5), (1, 1), (7, 3), (64, 5), (300, 10)])
+def test_cdr_bytes_are_what_rclpy_would_send(n, k):
+    rng = np.random.default_rng(100 + n + k)
+    # odd lengths, multi-byte UTF-8, empty strings and an embedded NUL: every string alignment case
+    vocab = ('car', 'kick scooter', 'Fußgänger', 'x', '', 'traffic cone', 'ab', 'abc', 'abcd', 'bus\0tail',
+             'wheelchair', 'pram')
+    preds, boxes = _predictions(max(n, 2), k, vocab, rng), _boxes(max(n, 2), rng)
+    preds = Predictions(preds.indices[:n], preds.scores[:n], preds.num_points[:n], preds.status[:n], vocab,
+                        f'v{n}:{"é" * k}')
+    ids = tuple('' if i % 7 == 0 else f'track-{"z" * (i % 5)}' for i in range(n))
+    boxes = Boxes(boxes.centers[:n], boxes.sizes[:n], boxes.quaternions[:n], ids, 'LIDAR_TOP',
+                  boxes.detector_labels[:n], boxes.detector_scores[:n])
+    for frame, model in (('LIDAR_TOP', 'pointbert-tiny'), ('', ''), ('ab', 'abc')):
+        header = Header(frame_id=frame, stamp=Time(sec=-3 if n == 1 else 1_700_000_000, nanosec=999_999_999))
+        ours = cdr.labelled_objects_cdr(preds, boxes, header, model)
+        reference = LabelledObjectArray(header=header, objects=_reference_objects(preds, boxes),
+                                        vocabulary_version=preds.vocabulary_version, model=model)
+        theirs = serialize_message(reference)
+        back = deserialize_message(ours, LabelledObjectArray)
+        assert _plain(back) == _plain(deserialize_message(theirs, LabelledObjectArray))
+        assert len(back.objects) == n and back.header.frame_id == frame and back.model == model
+        assert len(ours) == len(theirs)
+        # byte for byte, except padding, which rclpy leaves uninitialised (ours is zero there)
+        differ = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+        assert all(ours[i] == 0 for i in differ), differ[:10]
+
+
+def test_cdr_string_padding():
+    for text in ('', 'a', 'ab', 'abc', 'abcd', 'é'):
+        data = cdr.cdr_string(text)
+        assert len(data) % 4 == 0 and data[:4] == (len(text.encode()) + 1).to_bytes(4, 'little')
+        assert data[4:4 + len(text.encode())] == text.encode() and data[4 + len(text.encode())] == 0
+
+
 def test_unknown_status_is_an_error():
     rng = np.random.default_rng(0)
     preds = _predictions(4, 3, ('a', 'b', 'c'), rng)
     preds.status[2] = 9
     with pytest.raises(ValueError):
         conv.labelled_objects_to_msg(preds, _boxes(4, rng))
+    with pytest.raises(ValueError):
+        cdr.labelled_objects_cdr(preds, _boxes(4, rng), Header())
 
 
 def test_maker_refuses_classes_it_cannot_fill_safely():
