@@ -46,6 +46,9 @@ class ModelCard:
     classes_seen: list[str] = field(default_factory=list)  # classes present in the real training data
     metrics: dict[str, float] = field(default_factory=dict)
     logit_scale: float = 1.0 / 0.07
+    # Encoder precision on CUDA: 'bf16' (fast) or 'fp32' for models whose class margins are too small
+    # for bf16 (the shipped MiniLM default). The CPU always runs fp32.
+    inference_precision: str = 'bf16'
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec='seconds'))
     notes: str = ''
 

@@ -92,12 +92,18 @@ def validate_vocabulary(labels: Sequence[str],
     return tuple(clean), tuple(templates)
 
 
+PRECISIONS = ('bf16', 'fp32')
+
+
 class ZeroShotClassifier:
     """Encoder + text space + vocabulary -> top-k labels with calibrated scores.
 
     encoder: a model with `encode(ObjectBatch) -> (B, D)` (blendclip_core.encoder.PointEncoder).
     device: 'auto' (cuda when available), 'cuda', 'cpu'; an unavailable cuda falls back to the CPU
-        with a warning. On CUDA the encoder runs under bf16 autocast; similarities are fp32.
+        with a warning. On CUDA the encoder runs under bf16 autocast unless precision is 'fp32';
+        similarities are fp32.
+    precision: 'bf16' or 'fp32', the encoder's precision on CUDA (the model card's
+        inference_precision when built from a checkpoint).
     logit_scale: temperature of the softmax over cosine similarities (the checkpoint's learned one;
         CLIP's 100 when None), so scores are the probabilities the model was trained to produce.
     cache_dir: where per-label text embeddings are cached (None: no disk cache).
@@ -106,7 +112,9 @@ class ZeroShotClassifier:
     def __init__(self, encoder, text_space: TextSpace, labels: Sequence[str] = DRIVING,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, *, device: str = 'auto', top_k: int = 5,
                  logit_scale: float | None = None, cache_dir: str | Path | None = None,
-                 model_name: str = '') -> None:
+                 model_name: str = '', precision: str = 'bf16') -> None:
+        if precision not in PRECISIONS:
+            raise ClassifierError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         if top_k < 1:
             raise ClassifierError(f'top_k must be >= 1, got {top_k}')
         scale = DEFAULT_LOGIT_SCALE if logit_scale is None else float(logit_scale)
@@ -121,6 +129,7 @@ class ZeroShotClassifier:
         self.logit_scale = scale
         self.cache_dir = cache_dir
         self.model_name = model_name
+        self.precision = precision
         embed_dim = getattr(encoder, 'embed_dim', None)
         if embed_dim is not None and text_space.dim != embed_dim:
             raise ClassifierError(f'encoder embeds into {embed_dim} dimensions but text space '
@@ -195,7 +204,7 @@ class ZeroShotClassifier:
     def embed(self, batch: ObjectBatch) -> torch.Tensor:
         """(B, D) L2-normalised fp32 point embeddings on the classifier's device."""
         with torch.inference_mode():
-            if self.device.type == 'cuda':
+            if self.device.type == 'cuda' and self.precision == 'bf16':
                 with torch.autocast('cuda', dtype=torch.bfloat16):
                     emb = self.encoder.encode(batch)
             else:
@@ -253,7 +262,8 @@ class ZeroShotClassifier:
         templates = templates or card.prompt_templates or DEFAULT_TEMPLATES
         scale = logit_scale if logit_scale is not None else getattr(card, 'logit_scale', None)
         return cls(encoder, text_space, list(labels) if labels else DRIVING, list(templates), device=device,
-                   top_k=top_k, logit_scale=scale, cache_dir=cache_dir, model_name=card.name or path.stem)
+                   top_k=top_k, logit_scale=scale, cache_dir=cache_dir, model_name=card.name or path.stem,
+                   precision=card.inference_precision)
 
 
 def text_space_for_checkpoint(path: str | Path, spec: str, device: str = 'cpu') -> TextSpace:

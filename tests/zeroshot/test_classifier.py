@@ -104,6 +104,13 @@ def test_cuda_request_falls_back_to_cpu(tiny_clip, caplog):
     assert clf.device.type == 'cpu' and 'CUDA is not available' in caplog.text
 
 
+def test_unknown_precision_is_a_clear_error(tiny_clip):
+    from blendclip_core.classifier import ClassifierError
+
+    with pytest.raises(ClassifierError, match='precision'):
+        ZeroShotClassifier(create_model('pointbert-tiny'), OpenClipSpace(tiny_clip), ['car'], precision='fp8')
+
+
 def test_dimension_mismatch_is_a_clear_error(minilm):
     from blendclip_core.classifier import ClassifierError
 
@@ -114,10 +121,11 @@ def test_dimension_mismatch_is_a_clear_error(minilm):
 def test_from_checkpoint_uses_card_and_shipped_text_cache(classifier, tiny_clip, tmp_path):
     spec = f'openclip:{tiny_clip}:none'
     card = ModelCard(name='tiny-test', text_space=spec, prompt_templates=['point cloud of a {}.'],
-                     logit_scale=42.0)
+                     logit_scale=42.0, inference_precision='fp32')
     path = save_checkpoint(tmp_path / 'tiny.pt', classifier.encoder, card)
     labels = ['car', 'pedestrian', 'barrier']
     clf = ZeroShotClassifier.from_checkpoint(path, labels, device='cpu')
+    assert clf.precision == 'fp32' and classifier.precision == 'bf16'
     assert clf.logit_scale == 42.0 and clf.text_space_spec == spec and clf.model_name == 'tiny-test'
     assert clf.templates == ('point cloud of a {}.',) and clf.labels == tuple(labels)
     batch = _objects(np.random.default_rng(5), [100])
