@@ -7,18 +7,24 @@ RMWs put on the wire (rmw serialised messages): a 4-byte encapsulation header (C
 then classic CDR: each primitive aligned to its own size counted from the end of that header, strings
 as uint32 length (with the terminating NUL) + bytes + NUL, sequences as uint32 count + elements.
 A string padded to 4 bytes is the same wherever it lands (it always starts 4-aligned), so labels are
-encoded once per frame; only the float64 pose needs the running offset.
+encoded once per frame and numbers are converted a whole array at a time; only the float64 pose needs
+the running offset.
 tests/node/test_fast_paths.py checks that rclpy reads back exactly the message the generated classes
 would have sent.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
+import numpy as np
+
 from blendclip_core.geometry import Boxes
-from blendclip_core.types import Predictions
+from blendclip_core.types import ObjectStatus, Predictions
+
+CLASSIFIED = (ObjectStatus.OK, ObjectStatus.BELOW_THRESHOLD)  # statuses that carry top-k hypotheses
 
 ENCAPSULATION = b'\x00\x01\x00\x00'  # CDR_LE, no options
 _U32 = struct.Struct('<I')
@@ -35,20 +41,19 @@ def cdr_string(value: str) -> bytes:
     return _U32.pack(len(data) + 1) + data + bytes(4 - len(data) % 4)  # NUL + padding
 
 
-def _f32(value: float) -> bytes:
-    try:
-        return _F32.pack(value)
-    except OverflowError:  # beyond float32: the C conversion rclpy does gives +-inf
-        return _F32.pack(float('inf') if value > 0 else float('-inf'))
-
-
 def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, model: str = '') -> bytes:
     """The serialised blendclip/LabelledObjectArray that labelled_objects_to_msg(predictions, boxes,
-    header=header, model=model) would give (header: a std_msgs/Header-like object)."""
-    from blendclip_ros.conversions.boxes import object_rows
+    header=header, model=model) would give (header: a std_msgs/Header-like object).
 
-    if len(predictions) != len(boxes):
-        raise ValueError(f'{len(predictions)} predictions for {len(boxes)} boxes')
+    Same rules as that builder: label and score only for OK objects with a hypothesis, top_k for every
+    classified one (entries with index -1 left out), num_points clipped at 0, unknown statuses refused.
+    """
+    n = len(boxes)
+    if len(predictions) != n:
+        raise ValueError(f'{len(predictions)} predictions for {n} boxes')
+    status = np.asarray(predictions.status).astype(np.int64).tolist()
+    for value in set(status):
+        ObjectStatus(value)  # an unknown status is an error (ValueError), as in the message builder
     strings: dict[str, bytes] = {}
 
     def s(value: str) -> bytes:
@@ -57,19 +62,41 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
             out = strings[value] = cdr_string(value)
         return out
 
+    vocab = [cdr_string(label) for label in predictions.vocabulary]
+    indices = np.asarray(predictions.indices).astype(np.int64)  # (n, k)
+    k = indices.shape[1]
+    rows = indices.tolist()
+    # float64 -> float32 rounds to nearest and overflows to inf in numpy as in rclpy's C conversion
+    with np.errstate(over='ignore', invalid='ignore'):
+        scores = np.asarray(predictions.scores, np.float64).reshape(n, k).astype('<f4').tobytes()
+        det_scores = np.asarray(boxes.detector_scores, np.float64).astype('<f4').tobytes()
+    poses = np.concatenate([boxes.centers, boxes.quaternions, boxes.sizes], axis=1).astype('<f8').tobytes()
+    num_points = np.maximum(np.asarray(predictions.num_points).astype(np.int64), 0).tolist()
+    ids, det_labels = boxes.ids, boxes.detector_labels
+    classified = {int(c) for c in CLASSIFIED}
+    ok_status = int(ObjectStatus.OK)
+    no_label = cdr_string('') + _F32.pack(math.nan)
+
     parts = [ENCAPSULATION, _TIME.pack(int(header.stamp.sec), int(header.stamp.nanosec)),
-             s(str(header.frame_id)), _U32.pack(len(boxes))]
+             s(str(header.frame_id)), _U32.pack(n)]
     offset = sum(len(p) for p in parts) - len(ENCAPSULATION)  # from the end of the encapsulation
     pad = bytes(4)
-    for (id_, center, quat, size, top, label, score, num_points, status, det_label,
-         det_score) in object_rows(predictions, boxes):
-        chunk = [s(id_)]
+    for i in range(n):
+        row, st, base = rows[i], status[i], 4 * k * i
+        top = [m for m in range(k) if row[m] >= 0] if st in classified else []
+        chunk = [s(ids[i])]
         if (offset + len(chunk[0])) % 8:  # all so far is 4-aligned: at most 4 bytes to the float64 pose
             chunk.append(pad)
-        chunk += [_POSE_SIZE.pack(*center, *quat, *size), s(label), _f32(score), _U32.pack(len(top))]
-        for lab, sc in top:
-            chunk += [s(lab), _f32(sc)]
-        chunk += [_COUNT_STATUS.pack(num_points, status), s(det_label), _f32(det_score)]
+        chunk.append(poses[80 * i:80 * i + 80])
+        if st == ok_status and top:
+            m = top[0]
+            chunk += [vocab[row[m]], scores[base + 4 * m:base + 4 * m + 4]]
+        else:
+            chunk.append(no_label)
+        chunk.append(_U32.pack(len(top)))
+        for m in top:
+            chunk += [vocab[row[m]], scores[base + 4 * m:base + 4 * m + 4]]
+        chunk += [_COUNT_STATUS.pack(num_points[i], st), s(det_labels[i]), det_scores[4 * i:4 * i + 4]]
         block = b''.join(chunk)
         offset += len(block)
         parts.append(block)

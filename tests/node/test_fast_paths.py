@@ -71,6 +71,9 @@ def _predictions(n: int, k: int, vocab: tuple[str, ...], rng) -> Predictions:
     status[0] = ObjectStatus.OK
     status[1] = ObjectStatus.OK
     indices[1] = -1  # OK without any hypothesis: label '' and score NaN
+    if n > 2:  # a hole first: the label is the first hypothesis that is there
+        status[2], indices[2, 0] = ObjectStatus.OK, -1
+        indices[2, 1:] = np.arange(1, k)
     num_points = rng.integers(-1, 5000, size=n)
     return Predictions(indices, scores, num_points, status, vocab, 'v7:test')
 
