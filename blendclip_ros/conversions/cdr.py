@@ -104,3 +104,70 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
     last = cdr_string(str(model))  # the message ends after its last NUL: no padding after it
     parts.append(last[:4 + _U32.unpack_from(last)[0]])
     return b''.join(parts)
+
+
+class CdrLayoutError(ValueError):
+    """Bytes that are not a little-endian CDR DetectedBoxArray (callers fall back to rclpy)."""
+
+
+_BOX_NUMBERS = struct.Struct('<10d')  # pose (position x y z, orientation x y z w), size x y z
+
+
+def _align(offset: int, n: int) -> int:
+    rem = (offset - len(ENCAPSULATION)) % n  # alignment counts from the end of the encapsulation
+    return offset + (n - rem if rem else 0)
+
+
+def _read_string(data: bytes, offset: int) -> tuple[str, int]:
+    offset = _align(offset, 4)
+    (size,) = _U32.unpack_from(data, offset)
+    end = offset + 4 + size
+    if size < 1 or end > len(data):
+        raise CdrLayoutError(f'string of {size} bytes at {offset} does not fit in {len(data)} bytes')
+    # as rclpy reads it: a C string (up to the first NUL), UTF-8 with replacement of bad bytes
+    return data[offset + 4:end - 1].split(b'\0', 1)[0].decode('utf-8', 'replace'), end
+
+
+def cdr_stamp_ns(data: bytes) -> int | None:
+    """Header stamp (ns) of a serialised message that starts with a std_msgs/Header, or None when the
+    bytes are not little-endian CDR (read those with rclpy)."""
+    if len(data) < 12 or bytes(data[:2]) != ENCAPSULATION[:2]:
+        return None
+    sec, nanosec = _TIME.unpack_from(data, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def detected_boxes_from_cdr(data: bytes) -> tuple[Boxes, int, int, str]:
+    """A serialised blendclip/DetectedBoxArray -> (Boxes, stamp sec, stamp nanosec, frame_id) without
+    making its Python message (rclpy's deserialisation builds ~6 objects per box: ~0.85 ms for 64).
+
+    Raises CdrLayoutError for big-endian or truncated data.
+    """
+    data = bytes(data)
+    if data[:2] != ENCAPSULATION[:2]:
+        raise CdrLayoutError(f'not little-endian CDR (encapsulation {data[:4].hex()})')
+    try:
+        sec, nanosec = _TIME.unpack_from(data, 4)
+        frame_id, offset = _read_string(data, 12)
+        offset = _align(offset, 4)
+        (count,) = _U32.unpack_from(data, offset)
+        offset += 4
+        if count > len(data):  # each box takes far more than a byte: a bad count, not a big array
+            raise CdrLayoutError(f'{count} boxes in {len(data)} bytes')
+        ids, labels, numbers, scores = [], [], [], []
+        for _ in range(count):
+            box_id, offset = _read_string(data, offset)
+            offset = _align(offset, 8)
+            numbers.append(_BOX_NUMBERS.unpack_from(data, offset))
+            label, offset = _read_string(data, offset + _BOX_NUMBERS.size)
+            offset = _align(offset, 4)
+            scores.append(_F32.unpack_from(data, offset)[0])
+            offset += 4
+            ids.append(box_id)
+            labels.append(label)
+    except struct.error as exc:
+        raise CdrLayoutError(f'truncated DetectedBoxArray: {exc}') from exc
+    rows = np.array(numbers, dtype=np.float64).reshape(count, 10)
+    boxes = Boxes(rows[:, 0:3], rows[:, 7:10], rows[:, 3:7], tuple(ids), frame_id, tuple(labels),
+                  np.array(scores, dtype=np.float64))
+    return boxes, sec, nanosec, frame_id

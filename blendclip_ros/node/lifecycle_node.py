@@ -31,10 +31,12 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from blendclip.msg import DetectedBoxArray, LabelledObjectArray, Vocabulary
+from blendclip_ros.conversions.cdr import cdr_stamp_ns
 
 from . import params as P
 from . import runtime
@@ -63,6 +65,7 @@ class FrameJob:
     cloud: PointCloud2
     boxes: Any  # DetectedBoxArray or vision_msgs Detection3DArray
     received: float  # time.perf_counter() when the pair was complete
+    boxes_stamp_ns: int = 0  # the box array's header stamp
 
 
 class BlendClipNode(LifecycleNode):
@@ -153,7 +156,8 @@ class BlendClipNode(LifecycleNode):
             PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
             qos_overriding_options=_qos_opts()))
         self._subs.append(self.create_subscription(
-            DetectedBoxArray, p.boxes_topic, self._on_boxes, BOXES_IN, qos_overriding_options=_qos_opts()))
+            DetectedBoxArray, p.boxes_topic, self._on_boxes_raw, BOXES_IN, qos_overriding_options=_qos_opts(),
+            raw=True))  # bytes: read on the worker by conversions/cdr.py, not as ~6 Python objects per box
         if Detection3DArray is not None and p.subscribe_vision_msgs:
             self._subs.append(self.create_subscription(
                 Detection3DArray, p.detections_topic, self._on_boxes, BOXES_IN,
@@ -225,9 +229,17 @@ class BlendClipNode(LifecycleNode):
         self.counters['boxes_received'] += 1
         self._pair(self.sync.add_boxes(_stamp_ns(msg.header.stamp), msg, self._now_ns()))
 
+    def _on_boxes_raw(self, data: bytes) -> None:
+        stamp_ns = cdr_stamp_ns(data)
+        if stamp_ns is None:  # not little-endian CDR: let rclpy read it
+            self._on_boxes(deserialize_message(data, DetectedBoxArray))
+            return
+        self.counters['boxes_received'] += 1
+        self._pair(self.sync.add_boxes(stamp_ns, data, self._now_ns()))
+
     def _pair(self, pair) -> None:
         if pair is not None:
-            self.worker.submit(FrameJob(pair.cloud, pair.boxes, time.perf_counter()))
+            self.worker.submit(FrameJob(pair.cloud, pair.boxes, time.perf_counter(), pair.boxes_stamp_ns))
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -262,8 +274,7 @@ class BlendClipNode(LifecycleNode):
         self.windows['publish'].add((t_end - t_built) * 1e3)
         for name in ('convert', 'crop', 'build'):
             self.windows[name].add(outcome.timings[f'{name}_ms'])
-        stamp_ns = _stamp_ns(job.boxes.header.stamp)
-        self.windows['stamp_to_publish'].add((self._now_ns() - stamp_ns) / 1e6)
+        self.windows['stamp_to_publish'].add((self._now_ns() - job.boxes_stamp_ns) / 1e6)
 
     def _worker_error(self, what: str, exc: BaseException) -> None:
         if what == 'frame':

@@ -18,7 +18,7 @@ import numpy as np
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus
 from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
-from blendclip_ros.conversions.cdr import labelled_objects_cdr
+from blendclip_ros.conversions.cdr import CdrLayoutError, detected_boxes_from_cdr, labelled_objects_cdr
 from blendclip_ros.conversions.markers import labelled_markers
 from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_xyz
 from blendclip_ros.conversions.vision import boxes_from_detection3d_array
@@ -161,6 +161,26 @@ def boxes_of(msg: Any) -> Boxes:
     return boxes_from_msg(msg)
 
 
+def boxes_and_header(msg: Any) -> tuple[Boxes, Any]:
+    """Boxes and the header to copy into the labels, from a box message or a serialised DetectedBoxArray
+    (the node subscribes to those raw: conversions/cdr.py reads them without rclpy's message objects)."""
+    if not isinstance(msg, (bytes, bytearray, memoryview)):
+        return boxes_of(msg), msg.header
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    try:
+        boxes, sec, nanosec, frame_id = detected_boxes_from_cdr(msg)
+    except CdrLayoutError:  # e.g. big-endian CDR from another platform: rclpy reads every layout
+        from rclpy.serialization import deserialize_message
+
+        from blendclip.msg import DetectedBoxArray
+
+        typed = deserialize_message(bytes(msg), DetectedBoxArray)
+        return boxes_of(typed), typed.header
+    return boxes, Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
 def boxes_in_cloud_frame(boxes: Boxes, cloud_frame: str,
                          transforms: dict[tuple[str, str], StaticTransform]) -> Boxes | None:
     """The boxes expressed in the cloud's frame, or None when no static transform connects them.
@@ -178,10 +198,13 @@ def boxes_in_cloud_frame(boxes: Boxes, cloud_frame: str,
 
 def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, settings: FrameSettings,
                      transforms: dict[tuple[str, str], StaticTransform]) -> FrameOutcome:
-    """One paired frame -> LabelledObjectArray (header copied from the boxes) plus counters."""
+    """One paired frame -> LabelledObjectArray (header copied from the boxes) plus counters.
+
+    boxes_msg: DetectedBoxArray, a vision_msgs Detection3DArray, or a serialised DetectedBoxArray.
+    """
     out = FrameOutcome()
     t0 = time.perf_counter()
-    boxes = boxes_of(boxes_msg)
+    boxes, header = boxes_and_header(boxes_msg)
     n = len(boxes)
     out.counts['boxes_total'] += n
     if n > settings.max_boxes:
@@ -217,8 +240,8 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
     t2 = time.perf_counter()
     for status, count in zip(*np.unique(predictions.status, return_counts=True)):
         out.counts[STATUS_COUNTER.get(ObjectStatus(int(status)), 'objects_other')] += int(count)
-    out.parts = (predictions, boxes, boxes_msg.header, model.name)
-    out.labels_cdr = labelled_objects_cdr(predictions, boxes, boxes_msg.header, model.name)
+    out.parts = (predictions, boxes, header, model.name)
+    out.labels_cdr = labelled_objects_cdr(predictions, boxes, header, model.name)
     out.model_ms = timings['model_ms']
     out.timings = {'convert_ms': (t1 - t0) * 1e3, 'crop_ms': timings['crop_ms'], 'model_ms': out.model_ms,
                    'build_ms': (time.perf_counter() - t2) * 1e3}

@@ -177,6 +177,34 @@ def test_cdr_bytes_are_what_rclpy_would_send(n, k):
         assert all(ours[i] == 0 for i in differ), differ[:10]
 
 
+@pytest.mark.parametrize('n', [0, 1, 5, 64])
+def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
+    from blendclip.msg import DetectedBoxArray
+    from blendclip_ros.node import runtime
+
+    rng = np.random.default_rng(n)
+    boxes = _boxes(max(n, 1), rng).subset(slice(0, n))
+    ids = tuple(['', 'é', 'ab', 'abc', 'abcd'][i % 5] + str(i) * (i % 3) for i in range(n))
+    boxes = Boxes(boxes.centers, boxes.sizes, boxes.quaternions, ids, 'base_link',
+                  tuple('' if i % 2 else 'Fußgänger' * (i % 4) for i in range(n)), boxes.detector_scores)
+    data = serialize_message(conv.boxes_to_msg(boxes, stamp=Time(sec=1_700_000_123, nanosec=456)))
+    ours, header = runtime.boxes_and_header(data)
+    typed = deserialize_message(data, DetectedBoxArray)
+    theirs = conv.boxes_from_msg(typed)
+    assert ours.ids == theirs.ids and ours.detector_labels == theirs.detector_labels
+    assert ours.frame_id == theirs.frame_id == 'base_link' == header.frame_id
+    for name in ('centers', 'sizes', 'quaternions', 'detector_scores'):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+    assert (header.stamp.sec, header.stamp.nanosec) == (1_700_000_123, 456) == (typed.header.stamp.sec, 456)
+    assert cdr.cdr_stamp_ns(data) == 1_700_000_123_000_000_456
+    with pytest.raises(cdr.CdrLayoutError):
+        cdr.detected_boxes_from_cdr(data[:len(data) - 3] if n else data[:14])
+    big_endian = b'\x00\x00' + data[2:]  # another byte order: left to rclpy (which reads every layout)
+    assert cdr.cdr_stamp_ns(big_endian) is None
+    with pytest.raises(cdr.CdrLayoutError):
+        cdr.detected_boxes_from_cdr(big_endian)
+
+
 def test_cdr_string_padding():
     for text in ('', 'a', 'ab', 'abc', 'abcd', 'é'):
         data = cdr.cdr_string(text)
