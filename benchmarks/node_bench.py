@@ -110,7 +110,9 @@ def pct(values, q) -> float:
 
 
 def input_deserialize_ms(cloud, boxes_msg, repeats: int = 200) -> dict:
-    """p50/p99 ms of rclpy deserialising one cloud and one box array (the executor's per-frame take)."""
+    """p50/p99 ms of rclpy deserialising one cloud (the node's executor does this for every cloud before
+    its callback runs) and, for comparison, one box array (the node takes those raw and reads them on
+    the worker, inside convert)."""
     from rclpy.serialization import deserialize_message, serialize_message
 
     out = {}
@@ -217,7 +219,7 @@ def run(args) -> dict:
             'processing_ms_p99': float(after.get('processing_ms_p99', float('nan'))),
             **{f'{part}_ms_{q}': float(after.get(f'{part}_ms_{q}', float('nan')))
                for part in ('convert', 'crop', 'build', 'publish', 'queue_wait') for q in ('p50', 'p99')},
-            # not in ros_overhead: rclpy turns the inputs into Python messages on the node's executor thread
+            # not in ros_overhead: rclpy turns each cloud into a Python message on the node's executor thread
             # before any callback runs; measured here on the same messages (this process, after the run)
             **take,
             'frames_published': len(published),
