@@ -56,8 +56,13 @@ test: env lint
 demo: env
 	$(PY) -m blendclip_ros.demo
 
+# Retrain the shipped default (models/default): generated data, the curriculum run, then the card and
+# measured accuracy written into the checkpoint. Minutes on a GPU; see docs/model_card.md for a CPU.
 default-model: env
+	$(PY) -m blendclip_core.synthetic.build --out runs/data/driving --workers 2
 	$(PY) -m training.train --config training/configs/default_model.yaml
+	$(PY) -m blendclip_core.synthetic.finalize --encoder runs/default_model/encoder.pt \
+	  --train-summary runs/default_model/summary.json
 
 bench: env
 	$(PY) benchmarks/run_all.py
