@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -24,6 +23,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from machine import cpu_name  # benchmarks/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,17 +38,8 @@ def device_name(device: str) -> str:
     import torch
     if device.startswith('cuda') and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f'CPU: {cpu_model()}, {torch.get_num_threads()} torch threads'
+    return f'CPU: {cpu_name()}, {torch.get_num_threads()} torch threads'
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_convert(work: Path, frames: int, repeats: int, cameras: bool) -> float:

@@ -22,20 +22,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from machine import cpu_name  # benchmarks/machine.py (this script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def bench(root: Path, sweeps: int, repeats: int) -> tuple[float, int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / 'data' / 'nuscenes_sample'
@@ -94,15 +94,6 @@ def start_node(params: Path, log: Path) -> subprocess.Popen:
            '-p', 'autostart:=true']
     return subprocess.Popen(cmd, env=env, stdout=open(log, 'wb'), stderr=subprocess.STDOUT)
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'cpu'
 
 
 def pct(values, q) -> float:
