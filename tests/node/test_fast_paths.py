@@ -205,6 +205,27 @@ def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
         cdr.detected_boxes_from_cdr(big_endian)
 
 
+def test_box_array_cdr_every_truncation_and_bad_length_is_a_layout_error():
+    """Any strict prefix (the message ends with its last score: no trailing padding) and any string length
+    pointing past the end is a CdrLayoutError (the node then falls back to rclpy), never another error."""
+    rng = np.random.default_rng(11)
+    boxes = _boxes(4, rng)
+    boxes = Boxes(boxes.centers, boxes.sizes, boxes.quaternions, ('', 'a', 'abcd', 'é' * 3), 'LIDAR_TOP',
+                  ('car', '', 'ab', 'Fußgänger'), boxes.detector_scores)
+    data = serialize_message(conv.boxes_to_msg(boxes, stamp=Time(sec=9, nanosec=10)))
+    full, *_ = cdr.detected_boxes_from_cdr(memoryview(data))
+    assert full.ids == boxes.ids and full.detector_labels == boxes.detector_labels
+    for cut in range(len(data)):
+        with pytest.raises(cdr.CdrLayoutError):
+            cdr.detected_boxes_from_cdr(data[:cut])
+    for at in range(12, len(data) - 3, 4):  # every 4-aligned word set to a huge count/length in turn
+        bad = data[:at] + (0xFFFFFFF0).to_bytes(4, 'little') + data[at + 4:]
+        try:
+            cdr.detected_boxes_from_cdr(bad)
+        except cdr.CdrLayoutError:
+            pass  # a count or a string length: caught; anything else is a number, read as such
+
+
 def test_cdr_string_padding():
     for text in ('', 'a', 'ab', 'abc', 'abcd', 'é'):
         data = cdr.cdr_string(text)
