@@ -13,10 +13,18 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 EXIT_BAD_PARAMETERS = 2
+# Two Python threads share the GIL: the executor (callbacks, timers, parameter services) and the worker
+# (conversion, crop, model, publish). A thread that wants the GIL waits until the holder blocks or, at
+# most, one switch interval (CPython's default: 5 ms, the size of the spikes once seen in the worker's
+# overhead). 0.5 ms bounds that wait whatever the executor runs. In the benchmark, once the diagnostics
+# timer was made cheap (diagnostics.py), 5 ms and 0.5 ms measured the same (docs/node.md): this is a
+# bound for slow executor work, not a speed-up.
+SWITCH_INTERVAL_S = 0.0005
 
 
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv if argv is None else [sys.argv[0], *argv]
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     rclpy.init(args=args)
     from rclpy.exceptions import ParameterException
 
