@@ -10,6 +10,7 @@ Every inconsistency between header fields and data raises a `MalformedCloudError
 from __future__ import annotations
 
 import array
+import math
 import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -136,9 +137,22 @@ def _byte_view(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8)
 
 
+_DTYPES: dict[tuple, np.dtype] = {}  # layout -> dtype: a sensor sends the same layout every sweep
+_DTYPES_MAX = 64
+
+
 def cloud_dtype(msg: Any) -> np.dtype:
-    """numpy dtype of one point of this cloud."""
-    return dtype_from_fields(msg.fields, int(msg.point_step), bool(msg.is_bigendian))
+    """numpy dtype of one point of this cloud (remembered per layout: building and checking it again
+    for every cloud cost more than reading the cloud's xyz)."""
+    fields = tuple(_spec(f) for f in msg.fields)
+    key = (fields, int(msg.point_step), bool(msg.is_bigendian))
+    dtype = _DTYPES.get(key)
+    if dtype is None:
+        dtype = dtype_from_fields(fields, key[1], key[2])  # raises for a bad layout: never cached
+        if len(_DTYPES) >= _DTYPES_MAX:
+            _DTYPES.clear()
+        _DTYPES[key] = dtype
+    return dtype
 
 
 def cloud_to_array(msg: Any, organized: bool = False) -> np.ndarray:
@@ -184,7 +198,7 @@ def cloud_to_xyz(msg: Any, extra_fields: Iterable[str] = ()) -> CloudXYZ:
         if name not in fields:
             raise MissingFieldError(f'cloud has no field {name!r} (fields: {arr.dtype.names})')
     # columns per field from the dtype, not from the data (a 0-point cloud has no data to reshape)
-    widths = [int(np.prod(arr.dtype[name].shape, dtype=np.int64)) for name in names]
+    widths = [math.prod(arr.dtype[name].shape) for name in names]
     if any(w != 1 for w in widths[:3]):
         raise FieldLayoutError('x, y and z must have count 1')
     n = len(arr)

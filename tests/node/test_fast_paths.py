@@ -61,6 +61,25 @@ def test_cloud_to_xyz_matches_a_per_point_reference(nan_fraction):
         assert all(points[:, j].flags.c_contiguous for j in range(points.shape[1]))  # column-major
 
 
+def test_cloud_layout_cache_follows_layout_changes():
+    """The per-layout dtype cache never answers for another layout, and never caches a bad one."""
+    arr = np.zeros(4, dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('i', '<f4')])
+    arr['x'], arr['y'], arr['z'], arr['i'] = [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [0, 0, 0, 0]
+    msg = _wire(pc.array_to_cloud(arr))
+    np.testing.assert_array_equal(pc.cloud_to_xyz(msg).points[:, 0], [1, 2, 3, 4])
+    msg.fields[0].offset, msg.fields[3].offset = 12, 0  # same bytes, x and i swapped: x reads the zeros
+    np.testing.assert_array_equal(pc.cloud_to_xyz(msg).points[:, 0], [0, 0, 0, 0])
+    msg.fields[1].offset = 8  # y on top of z: a layout error every time, not a cached dtype
+    for _ in range(2):
+        with pytest.raises(pc.FieldLayoutError):
+            pc.cloud_to_xyz(msg)
+    for step in range(200):  # many layouts: the cache stays bounded and right
+        grown = _wire(pc.array_to_cloud(np.zeros(2, dtype={'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
+                                                           'offsets': [0, 4, 8], 'itemsize': 12 + 4 * step})))
+        assert pc.cloud_to_xyz(grown).points.shape == (2, 3)
+    assert len(pc._DTYPES) <= pc._DTYPES_MAX
+
+
 def _predictions(n: int, k: int, vocab: tuple[str, ...], rng) -> Predictions:
     status = rng.choice([s.value for s in ObjectStatus], size=n)
     indices = np.stack([rng.permutation(len(vocab))[:k] for _ in range(n)]).astype(np.int64)
