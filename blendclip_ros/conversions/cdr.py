@@ -15,6 +15,7 @@ would have sent.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from typing import Any
@@ -62,40 +63,36 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
             out = strings[value] = cdr_string(value)
         return out
 
-    vocab = [cdr_string(label) for label in predictions.vocabulary]
+    vocab = _vocabulary_strings(predictions.vocabulary)
     indices = np.asarray(predictions.indices).astype(np.int64)  # (n, k)
     k = indices.shape[1]
-    rows = indices.tolist()
     # float64 -> float32 rounds to nearest and overflows to inf in numpy as in rclpy's C conversion
     with np.errstate(over='ignore', invalid='ignore'):
-        scores = np.asarray(predictions.scores, np.float64).reshape(n, k).astype('<f4').tobytes()
+        scores = np.asarray(predictions.scores, np.float64).reshape(n, k).astype('<f4')
         det_scores = np.asarray(boxes.detector_scores, np.float64).astype('<f4').tobytes()
+    score_bits = scores.view('<u4').tolist()  # a hypothesis: label string + its score's 4 bytes
+    rows = indices.tolist()
+    sent = {int(c) for c in CLASSIFIED}  # statuses whose top_k is sent
     poses = np.concatenate([boxes.centers, boxes.quaternions, boxes.sizes], axis=1).astype('<f8').tobytes()
     num_points = np.maximum(np.asarray(predictions.num_points).astype(np.int64), 0).tolist()
     ids, det_labels = boxes.ids, boxes.detector_labels
-    classified = {int(c) for c in CLASSIFIED}
     ok_status = int(ObjectStatus.OK)
     no_label = cdr_string('') + _F32.pack(math.nan)
+    u32 = _U32.pack
 
     parts = [ENCAPSULATION, _TIME.pack(int(header.stamp.sec), int(header.stamp.nanosec)),
              s(str(header.frame_id)), _U32.pack(n)]
     offset = sum(len(p) for p in parts) - len(ENCAPSULATION)  # from the end of the encapsulation
     pad = bytes(4)
     for i in range(n):
-        row, st, base = rows[i], status[i], 4 * k * i
-        top = [m for m in range(k) if row[m] >= 0] if st in classified else []
-        chunk = [s(ids[i])]
-        if (offset + len(chunk[0])) % 8:  # all so far is 4-aligned: at most 4 bytes to the float64 pose
-            chunk.append(pad)
-        chunk.append(poses[80 * i:80 * i + 80])
-        if st == ok_status and top:
-            m = top[0]
-            chunk += [vocab[row[m]], scores[base + 4 * m:base + 4 * m + 4]]
-        else:
-            chunk.append(no_label)
-        chunk.append(_U32.pack(len(top)))
-        for m in top:
-            chunk += [vocab[row[m]], scores[base + 4 * m:base + 4 * m + 4]]
+        st = status[i]
+        top = [vocab[j] + u32(b) for j, b in zip(rows[i], score_bits[i]) if j >= 0] if st in sent else []
+        key = s(ids[i])
+        pose = poses[80 * i:80 * i + 80]
+        chunk = [key, pad, pose] if (offset + len(key)) % 8 else [key, pose]  # float64 pose: 8-aligned
+        chunk.append(top[0] if top and st == ok_status else no_label)  # label: the first hypothesis there
+        chunk.append(u32(len(top)))
+        chunk += top
         chunk += [_COUNT_STATUS.pack(num_points[i], st), s(det_labels[i]), det_scores[4 * i:4 * i + 4]]
         block = b''.join(chunk)
         offset += len(block)
@@ -104,6 +101,15 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
     last = cdr_string(str(model))  # the message ends after its last NUL: no padding after it
     parts.append(last[:4 + _U32.unpack_from(last)[0]])
     return b''.join(parts)
+
+
+def _vocabulary_strings(vocabulary) -> tuple[bytes, ...]:
+    return _encoded_vocabulary(tuple(vocabulary))
+
+
+@functools.lru_cache(maxsize=4)  # the vocabulary changes rarely; hashing it is cheap next to encoding it
+def _encoded_vocabulary(vocabulary: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(cdr_string(label) for label in vocabulary)
 
 
 class CdrLayoutError(ValueError):
