@@ -23,6 +23,7 @@ CPU = [
 GPU = [
     ['encoder_bench.py', '--device', 'cuda', '--out', str(RESULTS / 'encoder.json')],
     ['trainer_bench.py', '--out', str(RESULTS / 'trainer.json')],
+    ['step_floor_bench.py', '--out', str(RESULTS / 'step_floor.json')],
 ]
 
 

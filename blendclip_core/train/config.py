@@ -135,6 +135,7 @@ class TrainConfig:
     device: str = 'auto'  # auto | cpu | cuda
     precision: str = 'bf16'  # bf16 autocast on CUDA; fp32 always on CPU
     compile: bool = False  # torch.compile the encoder
+    ddp_comm: str = 'fp32'  # gradient all-reduce under DDP: fp32, or bf16 (half the bytes; CUDA only)
     batch_size: int = 64  # per rank (the method: 64 per GPU x 8 GPUs)
     epochs: float = 250.0
     steps_per_epoch: int = 0  # 0: enough steps to see epoch_coverage of the synthetic set per epoch
@@ -150,6 +151,10 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.ddp_comm not in ('fp32', 'bf16'):
+            raise ConfigError(f"ddp_comm must be 'fp32' or 'bf16', got {self.ddp_comm!r}")
 
 
 # `--data synthetic`: generated shapes on both sides of the curriculum and two held-out sets (seeds differ,

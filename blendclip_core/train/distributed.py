@@ -177,6 +177,20 @@ class GlobalBatchNorm1d(torch.nn.BatchNorm1d):
         return y.to(x.dtype)
 
 
+def wrap_ddp(module: torch.nn.Module, device: torch.device, comm: str = 'fp32') -> torch.nn.Module:
+    """DistributedDataParallel around the train module. comm='bf16' all-reduces gradients in bfloat16
+    (half the bytes on the wire, torch's bf16_compress_hook; CUDA/NCCL only), 'fp32' as computed."""
+    if comm not in ('fp32', 'bf16'):
+        raise ValueError(f"ddp comm must be 'fp32' or 'bf16', got {comm!r}")
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True)
+    if comm == 'bf16' and device.type == 'cuda':
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
+
+        ddp.register_comm_hook(None, bf16_compress_hook)
+    return ddp
+
+
 def convert_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Replace BatchNorm1d layers by global-batch versions (SyncBatchNorm on CUDA), in place."""
     if device.type == 'cuda':

@@ -372,8 +372,7 @@ class Trainer:
         if cfg.compile:
             compile_encoder(self.encoder)
         if self.dist.distributed:
-            self.step_module = torch.nn.parallel.DistributedDataParallel(
-                self.module, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+            self.step_module = distributed.wrap_ddp(self.module, self.device, cfg.ddp_comm)
         self.state = TrainState()
         self._pending_skips = torch.zeros((), dtype=torch.int32, device=self.device)
 

@@ -40,6 +40,7 @@ def test_overrides_and_yaml_numbers():
     ('log.tensorboard=yes please', 'expected true/false'),
     ('optim.betas=[0.9]', 'expected 2 values'),
     ('data.real=[{name: x}]', 'needs a mapping with a "kind"'),
+    ('ddp_comm=fp16', "ddp_comm must be 'fp32' or 'bf16'"),
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
