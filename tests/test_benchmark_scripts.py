@@ -24,3 +24,35 @@ def test_encoder_benchmark_completes_on_cpu_with_tiny_config(tmp_path):
     assert data['device'].startswith('cpu') and data['date']
     for key in REQUIRED:
         assert math.isfinite(data['results'][key]) and data['results'][key] > 0, key
+
+
+def test_trainer_benchmark_runs_on_cpu_and_merges(tmp_path):
+    """One tiny CPU run, tagged as the 1-GPU machine, merges into the result keys issue 5 names."""
+    run = tmp_path / 'run.json'
+    subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'trainer_bench.py'), '--device', 'cpu',
+                    '--model', 'pointbert-tiny', '--batch', '4', '--points', '256', '--steps', '2',
+                    '--warmup', '1', '--machine', 'h100', '--json', str(run)],
+                   cwd=REPO, check=True, timeout=300, capture_output=True)
+    r = json.loads(run.read_text())
+    assert r['world_size'] == 1 and r['step_ms_async'] > 0 and r['objects_per_s_total_async'] > 0
+    out = tmp_path / 'trainer.json'
+    subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'trainer_bench.py'), '--merge', str(run),
+                    '--out', str(out)], cwd=REPO, check=True, timeout=120, capture_output=True)
+    res = json.loads(out.read_text())['results']
+    assert res['train_objects_per_s_1gpu'] == r['objects_per_s_total_async']
+
+
+def test_step_floor_counts_every_matrix_product_of_the_model():
+    """The floor benchmark's product shapes carry exactly the model's matrix FLOPs (attention aside)."""
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    from step_floor_bench import linear_shapes
+    from trainer_bench import forward_flops_per_object
+
+    from blendclip_core.encoder.config import EncoderConfig
+
+    cfg = EncoderConfig(depth=2, width=64, num_heads=4, embed_dim=32)
+    batch, points = 3, 1024
+    linear = sum(2.0 * m * k * n for m, k, n, _ in linear_shapes(cfg, batch, points))
+    seq = cfg.num_patches(points) + 1
+    attention = 2.0 * cfg.depth * 2 * seq * seq * cfg.width * batch
+    assert math.isclose(linear + attention, forward_flops_per_object(cfg, points) * batch, rel_tol=1e-12)
