@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,10 @@ def train_step(module: nn.Module, loss_module: PointTextImageLoss, optimizer: to
     with torch.no_grad():
         for buf, old in zip(stats, saved):
             buf.copy_(torch.where(bad, old, buf))
-    scheduler.step()
+    with warnings.catch_warnings():
+        # a skipped first update makes torch warn that the schedule ran ahead of the optimizer: by design
+        warnings.filterwarnings('ignore', message='Detected call of `lr_scheduler.step\\(\\)` before')
+        scheduler.step()
     return StepResult(loss.detach(), {k: v.detach() for k, v in terms.items()}, norm.detach(), bad)
 
 
