@@ -80,7 +80,7 @@ class PointEncoder(nn.Module):
         counts = lengths.detach().to('cpu', torch.int64).numpy().clip(0, points.shape[1])
         mask = torch.arange(points.shape[1], device=points.device)[None, :] < torch.from_numpy(counts).to(
             points.device)[:, None]
-        return self._encode_packed(points[mask], counts)
+        return self.encode_packed(points[mask], counts)
 
     def encode(self, batch: ObjectBatch, device: torch.device | str | None = None) -> torch.Tensor:
         """Packed objects -> (B, embed_dim) float32 on the model's device; zero rows for empty objects."""
@@ -92,7 +92,7 @@ class PointEncoder(nn.Module):
             rows = np.flatnonzero(~np.isfinite(pts).all(1))
             bad = np.unique(np.searchsorted(batch.offsets, rows, 'right') - 1)
             raise ValueError(f'non-finite points in objects {bad[:10].tolist()}')
-        return self._encode_packed(self._staging.upload(pts, device), batch.counts)
+        return self.encode_packed(self._staging.upload(pts, device), batch.counts)
 
     def enable_cuda_graphs(self, enabled: bool = True) -> None:
         """Replay captured CUDA graphs in inference (eval, no grad, CUDA): one capture per rounded
@@ -102,7 +102,10 @@ class PointEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------- internals
 
-    def _encode_packed(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+    def encode_packed(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+        """(T, C) packed points on the model's device + (B,) host-side point counts -> (B, embed_dim),
+        with gradients when enabled (the trainer's path): no padding, and the counts stay on the host,
+        so planning the patches never waits for the device. Zero rows for empty objects."""
         counts = np.asarray(counts, dtype=np.int64)
         out = torch.zeros(len(counts), self.embed_dim, device=points.device)
         nonempty = np.flatnonzero(counts > 0)

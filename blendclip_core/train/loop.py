@@ -61,7 +61,7 @@ def encode_packed(encoder: nn.Module, points: torch.Tensor, counts: np.ndarray) 
 
     The encoder's packed path (what encode(ObjectBatch) uses): no padding, and the counts stay on the
     host, so planning the patches needs no device sync."""
-    return encoder._encode_packed(points, counts)
+    return encoder.encode_packed(points, counts)
 
 
 def compile_encoder(encoder: nn.Module, dynamic: bool | None = None) -> None:
