@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blendclip_core.evaluation.plots import save_figure
 from blendclip_core.geometry import Boxes
 
 CORRECT, WRONG, NOT_EVALUATED = 'correct', 'wrong', 'not evaluated'
@@ -70,9 +71,4 @@ def plot_bev(points: np.ndarray, boxes: Boxes, outcome: Sequence[str], texts: Se
               loc='upper right', fontsize=8)
     ax.set_title(title or "bird's-eye view")
     ax.grid(True, linewidth=0.3, alpha=0.5)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

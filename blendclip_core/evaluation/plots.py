@@ -17,6 +17,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating the folder) and close a figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str | Path,
                           title: str = '') -> Path:
     """Row-normalised (recall) colours with the raw counts written in each cell."""
@@ -40,12 +50,7 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
                             color='white' if norm[i, j] > 0.5 else 'black')
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='fraction of true class')
     ax.set_title(title or 'confusion matrix (top-1)')
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_training_curves(records: Sequence[dict], path: str | Path, title: str = '') -> Path:
@@ -77,9 +82,4 @@ def plot_training_curves(records: Sequence[dict], path: str | Path, title: str =
     if acc_keys or frac:
         ax_r.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from blendclip_core.data.triplet import REAL, SYNTHETIC
+from blendclip_core.evaluation.plots import save_figure
 
 
 def plot_examples(path: str | Path, seed: int = 0, range_max: float = 25.0) -> Path:
@@ -45,12 +46,7 @@ def plot_examples(path: str | Path, seed: int = 0, range_max: float = 25.0) -> P
                 ax.text(0.5, 1.25, names[c], transform=ax.transAxes, ha='center', fontsize=8, weight='bold')
     fig.suptitle('Generated driving objects (blendclip_core.synthetic), side views in the box frame',
                  fontsize=9, y=0.995)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == '__main__':
