@@ -196,6 +196,24 @@ def test_cdr_bytes_are_what_rclpy_would_send(n, k):
         assert all(ours[i] == 0 for i in differ), differ[:10]
 
 
+def test_cdr_labels_follow_a_vocabulary_change():
+    """The writer caches the vocabulary's strings: alternating vocabularies (same size, other words, a
+    list instead of a tuple) each give rclpy's bytes."""
+    rng = np.random.default_rng(21)
+    boxes = _boxes(9, rng)
+    header = Header(frame_id='LIDAR_TOP', stamp=Time(sec=1, nanosec=2))
+    base = _predictions(9, 3, ('a', 'b', 'c', 'd'), rng)
+    car = ('car', 'bus', 'van', 'cat')
+    for vocab in (car, ['kick scooter', 'é', '', 'pram'], car):
+        preds = Predictions(base.indices, base.scores, base.num_points, base.status, vocab, 'v')
+        ours = cdr.labelled_objects_cdr(preds, boxes, header, 'm')
+        reference = LabelledObjectArray(header=header, objects=_reference_objects(preds, boxes),
+                                        vocabulary_version='v', model='m')
+        theirs = deserialize_message(serialize_message(reference), LabelledObjectArray)
+        assert _plain(deserialize_message(ours, LabelledObjectArray)) == _plain(theirs)
+        assert {o.label for o in theirs.objects} & set(vocab)  # the labels really come from this vocabulary
+
+
 @pytest.mark.parametrize('n', [0, 1, 5, 64])
 def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
     from blendclip.msg import DetectedBoxArray
