@@ -52,12 +52,8 @@ def _build():
                 use[b] = True
                 n_use += 1
         counts = np.zeros(nb, np.int64)
-        nonfinite = 0
-        for i in range(m):
-            if not (np.isfinite(xyz[i, 0]) and np.isfinite(xyz[i, 1]) and np.isfinite(xyz[i, 2])):
-                nonfinite += 1
         if n_use == 0 or m == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), counts, 0, nonfinite
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), counts, 0
         pad = PAD_ABS + PAD_REL * big
         gx0, gy0, gx1, gy1 = np.inf, np.inf, -np.inf, -np.inf
         for b in range(nb):
@@ -76,8 +72,7 @@ def _build():
         start = np.zeros(nx * ny + 1, np.int64)
         for i in range(m):
             fx, fy = (xyz[i, 0] - gx0) / cell, (xyz[i, 1] - gy0) / cell
-            # written so that NaN lands outside; a point with a non-finite z never passes the z test
-            if not (fx >= 0.0 and fy >= 0.0 and fx < nx and fy < ny):
+            if fx < 0.0 or fy < 0.0 or fx >= nx or fy >= ny:
                 key[i] = -1
             else:
                 k = int(fy) * nx + int(fx)
@@ -106,7 +101,7 @@ def _build():
             for j in range(j0, j1 + 1):
                 total += start[j * nx + i1 + 1] - start[j * nx + i0]
         if total > max_candidates:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), counts, total, nonfinite
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), counts, total
         pts = np.empty(total, np.int64)
         bxs = np.empty(total, np.int64)
         n_out = 0
@@ -129,7 +124,7 @@ def _build():
                 pts[first:n_out].sort()
             bxs[first:n_out] = b
             counts[b] = n_out - first
-        return pts[:n_out], bxs[:n_out], counts, total, nonfinite
+        return pts[:n_out], bxs[:n_out], counts, total
 
     @numba.njit(cache=True, nogil=True)
     def centred(points, pt, bx, n_valid, rotations, canonical_yaw, channels):
@@ -179,10 +174,8 @@ def kernel():
 
 
 def upright_points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rotations: np.ndarray,
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
-    """preprocess.points_in_boxes before the cap, plus the number of points with a non-finite
-    coordinate (never inside a box: the caller need not filter them first); None when the numpy path
-    must run."""
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """preprocess.points_in_boxes before the cap, or None when the numpy path must run."""
     if len(centers) > MAX_BOXES or len(xyz) == 0 or len(centers) == 0:
         return None
     if np.any(rotations[:, 2, :2]) or np.any(rotations[:, :2, 2]):  # not a rotation about z only
@@ -195,10 +188,10 @@ def upright_points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarr
         rotations[:, 0, 0], rotations[:, 1, 0])]
     # one C-contiguous (M, 3) float32 array: strided views compile to code several times slower
     xyz = np.ascontiguousarray(xyz[:, :3], dtype=np.float32)
-    pts, bxs, counts, candidates, nonfinite = kernels[0](xyz, *col, MAX_CANDIDATES)
+    pts, bxs, counts, candidates = kernels[0](xyz, *col, MAX_CANDIDATES)
     if candidates > MAX_CANDIDATES:  # nothing was emitted
         return None
-    return pts, bxs, counts, nonfinite
+    return pts, bxs, counts
 
 
 def centred_objects(points: np.ndarray, pt: np.ndarray, bx: np.ndarray, n_valid: int, rotations: np.ndarray,

@@ -74,26 +74,19 @@ def crop_objects(points: np.ndarray, boxes: Boxes, *, margin: float = 0.0, max_p
     points = _check_points(points, channels)
     _check_params(margin, max_points, min_points)
     n_boxes = len(boxes)
+    xyz = points[:, :3]
+    source = _finite_rows(xyz)
+    num_nonfinite = 0
+    if source is not None:
+        num_nonfinite = len(xyz) - len(source)
+        xyz = xyz[source]
+
     valid = boxes.valid_mask()
     valid_idx = np.flatnonzero(valid)
     half = boxes.sizes[valid_idx] / 2.0 + margin
     rotations = quaternion_to_matrix(boxes.quaternions[valid_idx]) if len(valid_idx) else np.zeros((0, 3, 3))
     centers = boxes.centers[valid_idx]
-    xyz = points[:, :3]
-    # the compiled path skips non-finite points itself (and counts them), in the cloud's own indices
-    fast = upright_points_in_boxes(xyz, centers, half, rotations) if len(valid_idx) else None
-    source = None
-    if fast is not None:
-        pt, bx, counts_valid, num_nonfinite = fast
-        pt, bx = _cap(pt, bx, counts_valid, max_points)
-    else:
-        source = _finite_rows(xyz)
-        num_nonfinite = 0
-        if source is not None:
-            num_nonfinite = len(xyz) - len(source)
-            xyz = xyz[source]
-        pt, bx, counts_valid = points_in_boxes(xyz, centers, half, rotations, max_per_box=max_points,
-                                               compiled=False)
+    pt, bx, counts_valid = points_in_boxes(xyz, centers, half, rotations, max_per_box=max_points)
 
     points_in_box = np.zeros(n_boxes, dtype=np.int64)
     points_in_box[valid_idx] = counts_valid
@@ -122,7 +115,7 @@ def points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rota
     """
     fast = upright_points_in_boxes(xyz, centers, half, rotations) if compiled else None
     if fast is not None:
-        pt, bx, counts, _ = fast
+        pt, bx, counts = fast
         if max_per_box is not None:
             pt, bx = _cap(pt, bx, counts, max_per_box)
         return pt, bx, counts
