@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blendclip_core.crop_kernel import centred_objects, upright_points_in_boxes
 from blendclip_core.geometry import Boxes, quaternion_to_matrix
 from blendclip_core.types import ObjectBatch, ObjectStatus
 
@@ -103,22 +102,14 @@ def crop_objects(points: np.ndarray, boxes: Boxes, *, margin: float = 0.0, max_p
 
 
 def points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rotations: np.ndarray,
-                    max_per_box: int | None = None, compiled: bool = True,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    max_per_box: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (point, box) pairs with the point inside the oriented box, sorted by box then point.
 
     xyz: (M, 3) finite points (a strided view is fine). centers (N, 3), half (N, 3) half-sizes,
     rotations (N, 3, 3) box-to-frame. A point is inside when |R^T (p - c)| <= half on every axis.
     Returns (point_index, box_index, counts): int64 pairs, at most `max_per_box` per box (capped
     chunk by chunk, so memory stays bounded), and (N,) counts of inside points before the cap.
-    compiled: use the numba kernel (crop_kernel.py) where it applies; it gives the same pairs.
     """
-    fast = upright_points_in_boxes(xyz, centers, half, rotations) if compiled else None
-    if fast is not None:
-        pt, bx, counts = fast
-        if max_per_box is not None:
-            pt, bx = _cap(pt, bx, counts, max_per_box)
-        return pt, bx, counts
     counts = np.zeros(len(centers), dtype=np.int64)
     pts, bxs = [], []
     if len(xyz) == 0:
@@ -314,24 +305,6 @@ def _cap(pt: np.ndarray, bx: np.ndarray, counts: np.ndarray, max_points: int):
 def _assemble(points, pt, bx, valid_idx, rotations, n_boxes, status, points_in_box, canonical_yaw,
               channels, num_nonfinite) -> CroppedObjects:
     n_valid = len(valid_idx)
-    fast = centred_objects(points, pt, bx, n_valid, rotations, canonical_yaw, channels)
-    if fast is not None:
-        out, centroid_valid, out_counts = fast
-    else:
-        out, centroid_valid, out_counts = _centred(points, pt, bx, n_valid, rotations, canonical_yaw,
-                                                   channels)
-    counts = np.zeros(n_boxes, dtype=np.int64)
-    counts[valid_idx] = out_counts
-    centroids = np.full((n_boxes, 3), np.nan)
-    centroids[valid_idx] = centroid_valid
-    # Pairs are grouped by valid-box rank, and valid boxes keep their input order: already packed.
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return CroppedObjects(ObjectBatch(out, offsets), status, points_in_box, pt.astype(np.int64),
-                          centroids, num_nonfinite)
-
-
-def _centred(points, pt, bx, n_valid, rotations, canonical_yaw, channels):
-    """(T, channels) float32 points centred per box, (n_valid, 3) centroids, (n_valid,) counts."""
     out_counts = np.bincount(bx, minlength=n_valid)
     xyz = np.stack([points[:, k][pt] for k in range(3)], axis=1).astype(np.float64)
     sums = np.stack([np.bincount(bx, weights=xyz[:, k], minlength=n_valid) for k in range(3)], 1)
@@ -346,7 +319,15 @@ def _centred(points, pt, bx, n_valid, rotations, canonical_yaw, channels):
             out[:, j] = local[j]
     for k in range(3, channels):
         out[:, k] = points[:, k][pt]
-    return out, centroid_valid, out_counts
+
+    counts = np.zeros(n_boxes, dtype=np.int64)
+    counts[valid_idx] = out_counts
+    centroids = np.full((n_boxes, 3), np.nan)
+    centroids[valid_idx] = centroid_valid
+    # Pairs are grouped by valid-box rank, and valid boxes keep their input order: already packed.
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return CroppedObjects(ObjectBatch(out, offsets), status, points_in_box, pt.astype(np.int64),
+                          centroids, num_nonfinite)
 
 
 def _check_points(points, channels: int) -> np.ndarray:

@@ -142,9 +142,6 @@ def load_model(params: NodeParams) -> LoadedModel:
     channels = int(getattr(classifier.encoder, 'in_channels', 3))
     if channels != 3:
         raise ValueError(f'{path}: the encoder takes {channels} input channels; the node feeds xyz only')
-    from blendclip_core.crop_kernel import warm_up
-
-    warm_up()  # compile (or load the cached build of) the crop now, not on the first frame
     return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec)
 
 
