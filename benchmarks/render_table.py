@@ -33,6 +33,8 @@ HEADLINE = [
     ('node', 'e2e_latency_ms_p99', '', None),
     ('node', 'ros_overhead_ms_p99', '< 5 ms', lambda v: v < 5),
     ('node', 'frames_dropped', '0 over 2 min', lambda v: v == 0),
+    ('node', 'ros_overhead_ms_p99_worst_run', '< 5 ms', lambda v: v < 5),
+    ('node', 'frames_dropped_worst_run', '0 over 2 min', lambda v: v == 0),
     ('bags', 'convert_frames_per_s', '', None),
     ('bags', 'label_bag_frames_per_s', '', None),
     ('mining', 'mine_boxes_per_s_1sweep', '', None),
