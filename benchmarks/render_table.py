@@ -26,6 +26,7 @@ HEADLINE = [
     ('trainer', 'mfu_1gpu', '>= 0.35', lambda v: v >= 0.35),
     ('trainer', 'train_objects_per_s_2gpu', '', None),
     ('trainer', 'scaling_2gpu', '>= 1.8', lambda v: v >= 1.8),
+    ('trainer', 'best_scaling_2gpu', '>= 1.8', lambda v: v >= 1.8),
     ('step_floor', 'floor_step_ms', '', None),
     ('step_floor', 'mfu_ceiling', '', None),
     ('step_floor', 'mfu_ceiling_best_attention', '', None),

@@ -182,8 +182,11 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, comm: str = 'fp32') 
     (half the bytes on the wire, torch's bf16_compress_hook; CUDA/NCCL only), 'fp32' as computed."""
     if comm not in ('fp32', 'bf16'):
         raise ValueError(f"ddp comm must be 'fp32' or 'bf16', got {comm!r}")
+    # broadcast_buffers=False: BatchNorm statistics are global-batch ones (identical on every rank) or
+    # deliberately per rank; re-broadcasting them at every forward would only add a point where ranks wait
     ddp = torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True)
+        module, device_ids=[device.index] if device.type == 'cuda' else None, gradient_as_bucket_view=True,
+        broadcast_buffers=False)
     if comm == 'bf16' and device.type == 'cuda':
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
 

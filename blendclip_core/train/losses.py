@@ -79,16 +79,24 @@ class PointTextImageLoss(nn.Module):
                 image_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """point (B, D) with grad; text/image (B, D) targets; image_valid (B,) bool (None: all present)."""
         point = F.normalize(distributed.gather_with_grad(point.float()), dim=-1)
-        text = F.normalize(distributed.gather(text.float()), dim=-1)
-        scale = self.logit_scale()
-        out = {'point_text_loss': self.text_weight * symmetric_info_nce(point, text, scale)}
-        if image is not None and self.image_weight:
+        with_image = image is not None and bool(self.image_weight)
+        d = text.shape[1]
+        targets = [text.float()]
+        if with_image:
             if image_valid is None:
                 image_valid = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
-            image_valid = distributed.gather(image_valid)
+            targets += [image.float(), image_valid.float()[:, None]]
+        # one collective for all targets: each is a point where ranks wait for each other
+        targets = distributed.gather(torch.cat(targets, 1) if with_image else targets[0])
+        text = F.normalize(targets[:, :d], dim=-1)
+        scale = self.logit_scale()
+        out = {'point_text_loss': self.text_weight * symmetric_info_nce(point, text, scale)}
+        if with_image:
             # Missing images arrive as zeros; normalise safely, they are masked anyway.
-            image = F.normalize(distributed.gather(image.float()), dim=-1)
-            out['point_image_loss'] = self.image_weight * symmetric_info_nce(point, image, scale, image_valid)
+            di = image.shape[1]
+            valid = targets[:, d + di] > 0.5
+            image = F.normalize(targets[:, d:d + di], dim=-1)
+            out['point_image_loss'] = self.image_weight * symmetric_info_nce(point, image, scale, valid)
         return out
 
 
