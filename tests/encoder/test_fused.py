@@ -1,14 +1,11 @@
 """Fused inference passes: add+LayerNorm (Triton, checked in the interpreter and on CUDA), the fused
 block loop (= the plain block loop), and the bias+GELU product epilogue on CUDA."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from encoder_testutil import batch_of, random_objects
+from encoder_testutil import batch_of, random_objects, run_in_triton_interpreter
 
 from blendclip_core.encoder import create_model
 from blendclip_core.encoder.fused import add_layer_norm
@@ -72,10 +69,7 @@ print('ok')
 
 def test_add_layer_norm_kernel_in_interpreter():
     pytest.importorskip('triton')
-    env = {**os.environ, 'TRITON_INTERPRET': '1'}
-    r = subprocess.run([sys.executable, '-c', TRITON_SCRIPT], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and 'ok' in r.stdout, r.stderr[-3000:]
+    run_in_triton_interpreter(TRITON_SCRIPT)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

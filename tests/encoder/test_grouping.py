@@ -1,13 +1,10 @@
 """FPS and kNN against brute-force per-object references, and the Triton kernels against torch."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from encoder_testutil import random_objects
+from encoder_testutil import random_objects, run_in_triton_interpreter
 
 from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
 
@@ -123,10 +120,7 @@ print('ok')
 
 def test_triton_kernels_match_torch_in_interpreter():
     pytest.importorskip('triton')
-    env = {**os.environ, 'TRITON_INTERPRET': '1'}
-    r = subprocess.run([sys.executable, '-c', TRITON_SCRIPT], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and 'ok' in r.stdout, r.stderr[-3000:]
+    run_in_triton_interpreter(TRITON_SCRIPT)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
