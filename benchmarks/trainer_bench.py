@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from blendclip_core.encoder import create_model  # noqa: E402
 from blendclip_core.train import distributed  # noqa: E402
+from blendclip_core.train.config import DDP_COMMS  # noqa: E402
 from blendclip_core.train.loop import TrainModule, compile_encoder, train_step  # noqa: E402
 from blendclip_core.train.losses import PointTextImageLoss  # noqa: E402
 from blendclip_core.train.optim import build_optimizer, build_scheduler  # noqa: E402
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--no-drop-path', action='store_true')
     p.add_argument('--bn', choices=['sync', 'local'], default='sync',
                    help="BatchNorm statistics over all ranks (the trainer's default) or per rank")
-    p.add_argument('--comm', choices=['fp32', 'bf16'], default='fp32',
+    p.add_argument('--comm', choices=DDP_COMMS, default='fp32',
                    help='gradient all-reduce precision under DDP (bf16: torch bf16_compress_hook)')
     p.add_argument('--profile', type=int, default=0, help='also profile this many steps (kernel table)')
     p.add_argument('--device', default='cuda', help="'cpu' only to check the script (tiny sizes)")

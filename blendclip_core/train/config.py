@@ -15,6 +15,8 @@ from typing import Any
 
 from blendclip_core.train.augment import AugmentConfig
 
+DDP_COMMS = ('fp32', 'bf16')  # gradient all-reduce precisions (train.distributed.wrap_ddp)
+
 
 class ConfigError(ValueError):
     pass
@@ -153,7 +155,7 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
-        if self.ddp_comm not in ('fp32', 'bf16'):
+        if self.ddp_comm not in DDP_COMMS:
             raise ConfigError(f"ddp_comm must be 'fp32' or 'bf16', got {self.ddp_comm!r}")
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from blendclip_core.train.config import DDP_COMMS
+
 log = logging.getLogger(__name__)
 
 
@@ -180,7 +182,7 @@ class GlobalBatchNorm1d(torch.nn.BatchNorm1d):
 def wrap_ddp(module: torch.nn.Module, device: torch.device, comm: str = 'fp32') -> torch.nn.Module:
     """DistributedDataParallel around the train module. comm='bf16' all-reduces gradients in bfloat16
     (half the bytes on the wire, torch's bf16_compress_hook; CUDA/NCCL only), 'fp32' as computed."""
-    if comm not in ('fp32', 'bf16'):
+    if comm not in DDP_COMMS:
         raise ValueError(f"ddp comm must be 'fp32' or 'bf16', got {comm!r}")
     # broadcast_buffers=False: BatchNorm statistics are global-batch ones (identical on every rank) or
     # deliberately per rank; re-broadcasting them at every forward would only add a point where ranks wait

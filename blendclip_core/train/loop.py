@@ -56,14 +56,6 @@ def embed_dim_of(encoder: nn.Module) -> int:
     return int(dim)
 
 
-def encode_packed(encoder: nn.Module, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
-    """(T, C) packed points + (B,) host-side point counts -> (B, D) with gradients.
-
-    The encoder's packed path (what encode(ObjectBatch) uses): no padding, and the counts stay on the
-    host, so planning the patches needs no device sync."""
-    return encoder.encode_packed(points, counts)
-
-
 def compile_encoder(encoder: nn.Module, dynamic: bool | None = None) -> None:
     """torch.compile the heavy submodules in place (tokenizer, transformer blocks): the host-side
     planning stays eager, and state_dict keys do not change (Module.compile wraps the call only)."""
@@ -81,7 +73,7 @@ class TrainModule(nn.Module):
         self.encoder, self.loss = encoder, loss
 
     def forward(self, points, counts, text, image, image_valid) -> dict[str, torch.Tensor]:
-        feats = encode_packed(self.encoder, points, counts)
+        feats = self.encoder.encode_packed(points, counts)
         return self.loss(feats.float(), text, image, image_valid)
 
 
@@ -199,7 +191,7 @@ def embed_triplets(encoder: nn.Module, triplets: TripletPool, cfg: TrainConfig, 
                                   np.random.default_rng([cfg.seed, int(i)])) for i in chunk]
             batch = ObjectBatch.from_list(pts, cfg.data.channels)
             with autocast_for(device, cfg.precision):
-                feats = encode_packed(encoder, torch.from_numpy(batch.points).to(device), batch.counts)
+                feats = encoder.encode_packed(torch.from_numpy(batch.points).to(device), batch.counts)
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
     finally:
         encoder.train(was_training)
