@@ -63,7 +63,7 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
             out = strings[value] = cdr_string(value)
         return out
 
-    vocab = _vocabulary_strings(predictions.vocabulary)
+    vocab = _encoded_vocabulary(tuple(predictions.vocabulary))
     indices = np.asarray(predictions.indices).astype(np.int64)  # (n, k)
     k = indices.shape[1]
     # float64 -> float32 rounds to nearest and overflows to inf in numpy as in rclpy's C conversion
@@ -101,10 +101,6 @@ def labelled_objects_cdr(predictions: Predictions, boxes: Boxes, header: Any, mo
     last = cdr_string(str(model))  # the message ends after its last NUL: no padding after it
     parts.append(last[:4 + _U32.unpack_from(last)[0]])
     return b''.join(parts)
-
-
-def _vocabulary_strings(vocabulary) -> tuple[bytes, ...]:
-    return _encoded_vocabulary(tuple(vocabulary))
 
 
 @functools.lru_cache(maxsize=4)  # the vocabulary changes rarely; hashing it is cheap next to encoding it
