@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
 
 from blendclip_core.train.config import DDP_COMMS
 
@@ -141,14 +142,28 @@ def broadcast_object(obj):
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient is the sum of the ranks' gradients. Functional collectives, which
+    torch.compile traces into its graph (torch.distributed.nn's all_reduce breaks the graph instead)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return funcol.wait_tensor(funcol.all_reduce(x, 'sum', dist.group.WORLD))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return funcol.wait_tensor(funcol.all_reduce(grad.contiguous(), 'sum', dist.group.WORLD))
+
+
 class GlobalBatchNorm1d(torch.nn.BatchNorm1d):
     """BatchNorm1d whose training statistics cover the whole global batch, on any backend (gloo too).
 
     The tokenizer's BatchNorm otherwise normalises each rank's patches with that rank's statistics, so
     a W-rank step would differ from one process holding the same global batch. Sums of x and x^2 and the
-    count are all-reduced with autograd (torch.distributed.nn), so gradients flow through the global
-    mean and variance. Same parameters, buffers and state_dict keys as BatchNorm1d. On CUDA the trainer
-    uses torch's SyncBatchNorm instead (faster kernels, same function).
+    count are all-reduced with autograd (a functional collective), so gradients flow through the global
+    mean and variance. Same parameters, buffers and state_dict keys as BatchNorm1d. torch.compile
+    traces it into the surrounding graph, so the compiled trainer uses it on CUDA too; eager CUDA
+    training uses torch's SyncBatchNorm (faster kernels unfused, same function).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,9 +174,7 @@ class GlobalBatchNorm1d(torch.nn.BatchNorm1d):
         xf = x.float()
         stats = torch.cat([xf.sum(0), (xf * xf).sum(0), xf.new_tensor([x.shape[0]])])
         if _active():
-            from torch.distributed.nn.functional import all_reduce
-
-            stats = all_reduce(stats)
+            stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
@@ -196,9 +209,11 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, comm: str = 'fp32') 
     return ddp
 
 
-def convert_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Replace BatchNorm1d layers by global-batch versions (SyncBatchNorm on CUDA), in place."""
-    if device.type == 'cuda':
+def convert_batchnorm(module: torch.nn.Module, device: torch.device, torch_sync: bool = True
+                      ) -> torch.nn.Module:
+    """Replace BatchNorm1d layers by global-batch versions, in place: torch's SyncBatchNorm on CUDA
+    when torch_sync, else GlobalBatchNorm1d (plain tensor ops, which torch.compile can trace)."""
+    if device.type == 'cuda' and torch_sync:
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if isinstance(child, torch.nn.BatchNorm1d) and not isinstance(child, GlobalBatchNorm1d):
@@ -208,5 +223,5 @@ def convert_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn
             new.to(next(child.parameters(), torch.empty(0)).device)
             setattr(module, name, new)
         else:
-            convert_batchnorm(child, device)
+            convert_batchnorm(child, device, torch_sync)
     return module

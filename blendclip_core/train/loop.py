@@ -353,7 +353,9 @@ class Trainer:
                                          self.embed_dim, self.total_steps)
 
         if cfg.model.sync_batchnorm and (ranks_composed > 1 or self.dist.distributed):
-            distributed.convert_batchnorm(self.encoder, self.device)
+            # Compiled: GlobalBatchNorm1d, which torch.compile fuses (SyncBatchNorm breaks the tokenizer's
+            # graph and waits for the GPU; 2x H200 compiled step: 1,986 -> 2,000-2,407 objects/s).
+            distributed.convert_batchnorm(self.encoder, self.device, torch_sync=not cfg.compile)
         self.encoder.to(self.device)
         self.loss = PointTextImageLoss(cfg.loss.init_logit_scale, cfg.loss.max_logit_scale,
                                        cfg.loss.text_weight, cfg.loss.image_weight).to(self.device)

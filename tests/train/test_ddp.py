@@ -9,12 +9,10 @@ which leaves the gradient of the global loss; the tokenizer's BatchNorm uses glo
 """
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from train_testutil import REPO, cli_env, train_records
+from train_testutil import REPO, cli_env, torchrun, train_records
 
 from blendclip_core.checkpoint import load_checkpoint, read_checkpoint
 from blendclip_core.train.toy_data import ToySetConfig, make_toy_triplets
@@ -24,11 +22,6 @@ from training.train import main
 pytestmark = pytest.mark.timeout(240)
 
 BN_CANCELLED = {'tokenizer.first_conv.0.bias', 'tokenizer.first_conv.3.bias', 'tokenizer.second_conv.0.bias'}
-
-
-def torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name('torchrun')
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'torch.distributed.run']
 
 
 def test_two_gloo_ranks_equal_one_process_with_the_global_batch(tmp_path, fast_args):

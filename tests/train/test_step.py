@@ -1,6 +1,8 @@
 """The train step and loop guards: non-finite steps are skipped, counted and stop the run; the
 global-batch BatchNorm equals torch's BatchNorm in one process."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,25 @@ def test_rng_state_round_trip_loads_with_weights_only(tmp_path):
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(want[0], got[0]) and np.array_equal(want[1], got[1]) and want[2] == got[2]
     assert [p.name for p in tmp_path.iterdir()] == ['r.pt']  # no temporary file left behind
+
+
+@pytest.mark.timeout(240)
+def test_global_batchnorm_compiles_whole_under_two_gloo_ranks(tmp_path):
+    """The compiled trainer uses GlobalBatchNorm1d on CUDA because torch.compile traces its collective
+    into one graph (fullgraph=True fails on any break); compiled values and gradients equal eager's."""
+    import json
+    import subprocess
+
+    from train_testutil import REPO, cli_env, torchrun
+
+    worker = Path(__file__).with_name('global_bn_compile_worker.py')
+    res = subprocess.run(torchrun() + ['--standalone', '--nproc_per_node', '2', str(worker), str(tmp_path)],
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=220)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1)]
+    for r in ranks:
+        assert r['graph_breaks'] == 0
+        assert r['compiled']['y'] == pytest.approx(r['eager']['y'], rel=1e-5)
+        assert np.allclose(r['compiled']['grad'], r['eager']['grad'], atol=1e-5)
+    # global statistics: both ranks' running means moved identically (twice: eager, then compiled)
+    assert np.allclose(ranks[0]['compiled']['running_mean'], ranks[1]['compiled']['running_mean'], atol=1e-6)

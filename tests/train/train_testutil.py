@@ -38,3 +38,7 @@ FAST = ['--config', str(SMOKE), '--data', 'synthetic', '--set', 'batch_size=8', 
         'points: [48, 96]}]',
         '--set', 'data.real=[{kind: toy, name: real, domain: real, seed: 1, per_class: 16}]']
 
+
+def torchrun() -> list[str]:
+    exe = Path(sys.executable).with_name('torchrun')
+    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'torch.distributed.run']
