@@ -56,3 +56,34 @@ def test_step_floor_counts_every_matrix_product_of_the_model():
     seq = cfg.num_patches(points) + 1
     attention = 2.0 * cfg.depth * 2 * seq * seq * cfg.width * batch
     assert math.isclose(linear + attention, forward_flops_per_object(cfg, points) * batch, rel_tol=1e-12)
+
+
+def test_trainer_merge_takes_the_median_of_repeats_and_pairs_variants(tmp_path):
+    """Repeated runs of a setting count by their median (not the best), and 2-GPU scaling compares
+    the same variant on the same machine."""
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    from trainer_bench import merge
+
+    def run(world, variant, per_s):
+        return {'machine': 'h200x2', 'world_size': world, 'variant': variant, 'device': 'NVIDIA H200',
+                'objects_per_s_total': per_s, 'objects_per_s_total_async': per_s,
+                'mfu': 0.1, 'mfu_async': 0.1}
+
+    runs = [run(1, 'compile', 1400), run(1, 'compile', 1300), run(1, 'eager', 1000),
+            run(2, 'compile_globalbn', 2400), run(2, 'compile_globalbn', 2000),
+            run(2, 'compile_globalbn', 2100),
+            run(2, 'eager_bf16comm', 1800)]
+    paths = []
+    for i, r in enumerate(runs):
+        paths.append(tmp_path / f'{i}.json')
+        paths[-1].write_text(json.dumps(r))
+    doc = merge([str(p) for p in paths], str(tmp_path / 'trainer.json'))
+    res = doc['results']
+    assert res['train_objects_per_s_2gpu'] == 2100  # the median of 2000, 2100, 2400
+    assert res['scaling_2gpu'] == 2100 / 1300  # lower middle of two 1-GPU repeats
+    assert res['best_scaling_2gpu'] == 1800 / 1000
+    picked = [r for r in doc['runs'] if r['variant'] == 'compile_globalbn']
+    assert len(doc['runs']) == len(runs) and len(picked) == 3  # every run is kept in the file
+    assert doc['repeats']['h200x2 x2 compile_globalbn'] == [2000, 2100, 2400]
+    named = merge([str(p) for p in paths], str(tmp_path / 'trainer.json'), headline_2gpu='eager_bf16comm')
+    assert named['results']['train_objects_per_s_2gpu'] == 1800 and named['results']['scaling_2gpu'] == 1.8
