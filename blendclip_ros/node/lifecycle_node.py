@@ -42,7 +42,7 @@ from . import params as P
 from . import runtime
 from .diagnostics import LatencyWindow, build_diagnostics
 from .sync import StampSynchronizer
-from .worker import LatestOnlyWorker
+from .worker import LatestOnlyWorker, set_ordinary, set_realtime
 
 try:  # vision_msgs is optional (no wheel here); the node then accepts only our box arrays.
     from vision_msgs.msg import Detection3DArray
@@ -86,6 +86,7 @@ class BlendClipNode(LifecycleNode):
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._last_warn: dict[str, float] = {}
+        self._executor_realtime_error = ''
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         period = float(self.get_parameter('diagnostics_period').value)
         self._diag_timer = self.create_timer(period, self.publish_diagnostics)
@@ -133,7 +134,7 @@ class BlendClipNode(LifecycleNode):
         # are left out of every collection; _release unfreezes them.
         gc.collect()
         gc.freeze()
-        self.worker.start()
+        self._apply_realtime(params.realtime_priority)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -385,13 +386,37 @@ class BlendClipNode(LifecycleNode):
     def publish_diagnostics(self) -> None:
         extra = {'vocabulary_version': self.model.vocabulary_version if self.model else '',
                  'vocabulary_size': str(len(self.model.labels)) if self.model else '0',
-                 'model': self.model.name if self.model else '', 'last_error': self.last_error}
+                 'model': self.model.name if self.model else '', 'last_error': self.last_error,
+                 'scheduling': self._scheduling()}
         level = DiagnosticStatus.ERROR if self.last_error else None
         message = self.last_error or f'{self.state_label}'
         hardware = self.model.device if self.model else str(self.get_parameter('device').value)
         self._diag_pub.publish(build_diagnostics(
             self.get_fully_qualified_name(), hardware, self.get_clock().now().to_msg(), self.state_label,
             message, self.diagnostic_counters(), self.windows, extra, level))
+
+    def _apply_realtime(self, priority: int) -> None:
+        """Start the worker and set this (the executor's) thread at `priority` (SCHED_FIFO; 0 = ordinary).
+
+        Both Python threads, because they share the GIL: an ordinary executor thread preempted while it
+        holds the GIL would stall a real-time worker just the same (priority inversion)."""
+        self.worker.start(priority)
+        self._executor_realtime_error = set_realtime(priority) if priority else set_ordinary()
+        error = self.worker.realtime_error or self._executor_realtime_error
+        if error:
+            self.get_logger().warning(f'realtime_priority {priority} not applied, the node runs at ordinary '
+                                      f'priority: {error}')
+        elif priority:
+            self.get_logger().info(f'executor and worker threads under SCHED_FIFO priority {priority}')
+
+    def _scheduling(self) -> str:
+        priority = self.params.realtime_priority if self.params else 0
+        error = self.worker.realtime_error or self._executor_realtime_error
+        if not priority:
+            return 'ordinary'
+        if error:
+            return f'ordinary (SCHED_FIFO {priority} refused: {error})'
+        return f'SCHED_FIFO {priority}'
 
 
 def _qos_opts() -> QoSOverridingOptions:

@@ -55,6 +55,7 @@ class NodeParams:
     text_space: str = ''
     device: str = 'auto'
     cpu_threads: int = 0
+    realtime_priority: int = 0
     vocabulary: tuple[str, ...] = DRIVING
     prompt_templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 5
@@ -103,6 +104,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec('device', READ_ONLY, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
     ParamSpec('cpu_threads', READ_ONLY, 'torch CPU threads (0 = torch default). On a small CPU, 1 keeps a '
               'core free for the executor; oversubscribed threads are much slower.', int_range=(0, 256)),
+    ParamSpec('realtime_priority', CONFIGURE, "SCHED_FIFO priority (1-99) of the node's two Python "
+              'threads, the executor and the processing thread, so that other work cannot take their cores '
+              'mid-frame; 0 = ordinary scheduling. Needs CAP_SYS_NICE or `ulimit -r`; without them the node '
+              'warns and runs at ordinary priority.', int_range=(0, 99)),
     ParamSpec('vocabulary', DYNAMIC, 'Labels to choose from (free text, unique, non-empty).'),
     ParamSpec('prompt_templates', DYNAMIC, "Prompts per label, each with one '{}'; embeddings are averaged."),
     ParamSpec('top_k', DYNAMIC, 'Labels reported per object (capped at the vocabulary size).',

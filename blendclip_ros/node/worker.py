@@ -10,7 +10,9 @@ the model is never touched from two threads and a change costs at most the one f
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -34,6 +36,35 @@ class WorkerCounters:
         return dict(self.__dict__)
 
 
+def set_realtime(priority: int) -> str:
+    """Put the calling thread under SCHED_FIFO at `priority` (1-99); '' on success, else the reason.
+
+    Linux schedules each thread on its own: only the calling thread is raised (threads it starts later
+    inherit the policy). Needs CAP_SYS_NICE or an rtprio limit (`ulimit -r`, limits.conf) of at least
+    `priority`; without them the thread keeps its ordinary priority and the reason is reported.
+    """
+    if not hasattr(os, 'sched_setscheduler'):
+        return 'this platform has no sched_setscheduler'
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            return f'{exc.strerror} (needs CAP_SYS_NICE or `ulimit -r` >= {priority})'
+        return f'SCHED_FIFO priority {priority}: {exc.strerror}'
+    return ''
+
+
+def set_ordinary() -> str:
+    """Back to ordinary scheduling (SCHED_OTHER) for the calling thread; '' on success, else the reason."""
+    if not hasattr(os, 'sched_setscheduler'):
+        return ''
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError as exc:
+        return f'SCHED_OTHER: {exc.strerror}'
+    return ''
+
+
 class LatestOnlyWorker:
     """Runs `process(item)` on its own thread for the newest submitted item only."""
 
@@ -49,14 +80,24 @@ class LatestOnlyWorker:
         self._stop = False
         self._busy = False
         self._thread: threading.Thread | None = None
+        self._scheduled = threading.Event()
         self.counters = WorkerCounters()
+        self.realtime_error = ''  # why the requested real-time priority could not be set ('' = it was)
 
-    def start(self) -> None:
+    def start(self, realtime_priority: int = 0) -> None:
+        """Start the thread; realtime_priority 1-99 runs it under SCHED_FIFO (0 = ordinary scheduling).
+
+        Returns once the thread has applied its priority, so `realtime_error` is then final.
+        """
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self.realtime_error = ''
+        self._scheduled.clear()
+        self._thread = threading.Thread(target=self._run, args=(realtime_priority,), name=self._name,
+                                        daemon=True)
         self._thread.start()
+        self._scheduled.wait()
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop after the current item; drops a pending one. True if the thread ended in time."""
@@ -105,7 +146,10 @@ class LatestOnlyWorker:
             time.sleep(0.005)
         return True
 
-    def _run(self) -> None:
+    def _run(self, realtime_priority: int) -> None:
+        if realtime_priority:
+            self.realtime_error = set_realtime(realtime_priority)
+        self._scheduled.set()
         while True:
             with self._cond:
                 while not (self._stop or self._has_pending or self._tasks):

@@ -1,6 +1,9 @@
 """LatestOnlyWorker: depth-1 drop-oldest hand-off, control tasks between frames, errors contained."""
 
+import os
 import threading
+
+import pytest
 
 from blendclip_ros.node.worker import LatestOnlyWorker
 
@@ -65,3 +68,41 @@ def test_stop_drops_pending_and_is_restartable():
     assert w.wait_idle(5)
     w.stop()
     assert w.counters.processed == 1
+
+
+def _policy_of_worker(w: LatestOnlyWorker) -> int:
+    return os.sched_getscheduler(w._thread.native_id)
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_getscheduler'), reason='Linux scheduling API')
+def test_realtime_priority_applies_to_the_worker_thread_only_or_says_why_not():
+    seen = []
+    w = LatestOnlyWorker(seen.append)
+    w.start(realtime_priority=5)
+    try:
+        if w.realtime_error:  # no CAP_SYS_NICE here: ordinary priority, with a reason to act on
+            assert 'CAP_SYS_NICE' in w.realtime_error
+            assert _policy_of_worker(w) == os.SCHED_OTHER
+        else:
+            assert _policy_of_worker(w) == os.SCHED_FIFO
+            assert os.sched_getparam(w._thread.native_id).sched_priority == 5
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller (the executor) is untouched
+        w.submit('frame')
+        assert w.wait_idle(5) and seen == ['frame']
+    finally:
+        assert w.stop()
+
+
+def test_a_refused_priority_leaves_the_worker_running():
+    seen = []
+    w = LatestOnlyWorker(seen.append)
+    w.start(realtime_priority=1000)  # outside every policy's range: refused whatever the privileges
+    try:
+        assert w.realtime_error
+        w.submit('frame')
+        assert w.wait_idle(5) and seen == ['frame']
+    finally:
+        assert w.stop()
+    w.start()  # a restart without a priority clears the old reason
+    assert w.realtime_error == ''
+    w.stop()
