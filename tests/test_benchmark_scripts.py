@@ -87,3 +87,23 @@ def test_trainer_merge_takes_the_median_of_repeats_and_pairs_variants(tmp_path):
     assert doc['repeats']['h200x2 x2 compile_globalbn'] == [2000, 2100, 2400]
     named = merge([str(p) for p in paths], str(tmp_path / 'trainer.json'), headline_2gpu='eager_bf16comm')
     assert named['results']['train_objects_per_s_2gpu'] == 1800 and named['results']['scaling_2gpu'] == 1.8
+
+
+def test_node_benchmark_streams_through_a_real_node_and_writes_issue_6_keys(tmp_path):
+    """A few seconds of the node benchmark: two processes through rclpy, every frame answered, the node's
+    scheduling recorded (SCHED_FIFO where allowed, else the reason it was refused)."""
+    out = tmp_path / 'node.json'
+    res = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'node_bench.py'), '--duration', '3',
+                          '--warmup', '3', '--boxes', '16', '--out', str(out)],
+                         cwd=REPO, timeout=300, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    r = data['results']
+    assert r['frames_published'] >= 50 and r['frames_answered'] + r['frames_dropped'] == r['frames_published']
+    assert r['frames_answered'] >= 0.9 * r['frames_published']
+    for key in ('e2e_latency_ms_p50', 'e2e_latency_ms_p99', 'ros_overhead_ms_p99', 'model_ms_p50'):
+        assert math.isfinite(r[key]) and r[key] > 0, key
+    assert r['ros_overhead_ms_p99'] < r['e2e_latency_ms_p99']
+    sched = data['config']['scheduling']
+    assert sched == 'SCHED_FIFO 10' or sched.startswith('ordinary (SCHED_FIFO 10 refused: '), sched
+    assert 'tiny model' in data['device'] and sched in data['device']

@@ -106,8 +106,9 @@ SPECS: tuple[ParamSpec, ...] = (
               'core free for the executor; oversubscribed threads are much slower.', int_range=(0, 256)),
     ParamSpec('realtime_priority', CONFIGURE, "SCHED_FIFO priority (1-99) of the node's two Python "
               'threads, the executor and the processing thread, so that other work cannot take their cores '
-              'mid-frame; 0 = ordinary scheduling. Needs CAP_SYS_NICE or `ulimit -r`; without them the node '
-              'warns and runs at ordinary priority.', int_range=(0, 99)),
+              'mid-frame; 0 = ordinary scheduling. Needs CAP_SYS_NICE or `ulimit -r`, and real-time CPU '
+              'time for the cgroup; without them the node warns and runs at ordinary priority.',
+              int_range=(0, 99)),
     ParamSpec('vocabulary', DYNAMIC, 'Labels to choose from (free text, unique, non-empty).'),
     ParamSpec('prompt_templates', DYNAMIC, "Prompts per label, each with one '{}'; embeddings are averaged."),
     ParamSpec('top_k', DYNAMIC, 'Labels reported per object (capped at the vocabulary size).',

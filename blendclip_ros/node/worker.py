@@ -41,7 +41,9 @@ def set_realtime(priority: int) -> str:
 
     Linux schedules each thread on its own: only the calling thread is raised (threads it starts later
     inherit the policy). Needs CAP_SYS_NICE or an rtprio limit (`ulimit -r`, limits.conf) of at least
-    `priority`; without them the thread keeps its ordinary priority and the reason is reported.
+    `priority`, and real-time CPU time for the process's cgroup: containers and VMs often give it none
+    (cpu.rt_runtime_us 0), and then even root is refused. Refused, the thread keeps its ordinary
+    priority and the reason is reported.
     """
     if not hasattr(os, 'sched_setscheduler'):
         return 'this platform has no sched_setscheduler'
@@ -49,7 +51,8 @@ def set_realtime(priority: int) -> str:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except OSError as exc:
         if exc.errno == errno.EPERM:
-            return f'{exc.strerror} (needs CAP_SYS_NICE or `ulimit -r` >= {priority})'
+            return (f'{exc.strerror} (needs CAP_SYS_NICE or `ulimit -r` >= {priority}, and real-time CPU '
+                    'time for its cgroup)')
         return f'SCHED_FIFO priority {priority}: {exc.strerror}'
     return ''
 
