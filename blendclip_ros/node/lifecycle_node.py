@@ -396,12 +396,14 @@ class BlendClipNode(LifecycleNode):
             message, self.diagnostic_counters(), self.windows, extra, level))
 
     def _apply_realtime(self, priority: int) -> None:
-        """Start the worker and set this (the executor's) thread at `priority` (SCHED_FIFO; 0 = ordinary).
+        """Set this (the executor's) thread at `priority` (SCHED_FIFO; 0 = ordinary), then start the worker.
 
         Both Python threads, because they share the GIL: an ordinary executor thread preempted while it
-        holds the GIL would stall a real-time worker just the same (priority inversion)."""
-        self.worker.start(priority)
+        holds the GIL would stall a real-time worker just the same (priority inversion). Executor first:
+        a new thread starts with its creator's policy, so a worker started from an executor raised by an
+        earlier configure would stay real-time at priority 0."""
         self._executor_realtime_error = set_realtime(priority) if priority else set_ordinary()
+        self.worker.start(priority)
         error = self.worker.realtime_error or self._executor_realtime_error
         if error:
             self.get_logger().warning(f'realtime_priority {priority} not applied, the node runs at ordinary '

@@ -1,5 +1,6 @@
 """The lifecycle node in this process: a failing configure is reported, not raised."""
 
+import pytest
 import rclpy
 from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -49,4 +50,34 @@ def test_vocabulary_is_checked_like_the_classifier_checks_it():
         node.shutdown_quietly()
         node.destroy_node()
     finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_reconfigure_to_priority_0_leaves_no_thread_real_time(tiny_checkpoint):
+    """configure at priority 5, cleanup, configure at 0: the new worker thread must not inherit the
+    executor thread's old real-time policy (a thread starts with its creator's policy)."""
+    import os
+
+    from blendclip_ros.node.worker import set_ordinary
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=['--ros-args', '-p', f'checkpoint:={tiny_checkpoint}', '-p', 'device:=cpu',
+                                  '-p', 'realtime_priority:=5'])
+    try:
+        node = BlendClipNode('blendclip_realtime', context=ctx)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if node.worker.realtime_error:
+            pytest.skip(f'SCHED_FIFO not allowed here: {node.worker.realtime_error}')
+        assert os.sched_getscheduler(node.worker._thread.native_id) == os.SCHED_FIFO
+        assert node._scheduling() == 'SCHED_FIFO 5'
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter('realtime_priority', value=0)])[0].successful
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert os.sched_getscheduler(node.worker._thread.native_id) == os.SCHED_OTHER
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this (the executor's) thread too
+        assert node._scheduling() == 'ordinary'
+        node.shutdown_quietly()
+        node.destroy_node()
+    finally:
+        set_ordinary()  # configure ran on this thread
         rclpy.shutdown(context=ctx)
