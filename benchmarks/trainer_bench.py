@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--earlier', help='a previous trainer.json to keep, whole, under "earlier"')
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'trainer.json'))
     args = p.parse_args(argv)
+    if args.no_ddp_optimizer and args.variant != 'compile':  # else the run would be labelled _noddpopt
+        p.error('--no-ddp-optimizer only applies to --variant compile')
     if args.merge:
         doc = merge(args.merge, args.out, args.earlier, args.headline_2gpu)
         print(json.dumps(doc['results'], indent=1))
