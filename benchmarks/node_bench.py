@@ -47,8 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--device', default='cpu')
     p.add_argument('--cpu-threads', type=int, default=1, help="node's torch threads")
     p.add_argument('--realtime-priority', type=int, default=10,
-                   help="node's realtime_priority: SCHED_FIFO 1-99 for its processing thread, as on a "
-                        'vehicle (docs/node.md); 0 = ordinary scheduling')
+                   help="node's realtime_priority: SCHED_FIFO 1-99 for its executor and processing "
+                        'threads, as on a vehicle (docs/node.md); 0 = ordinary scheduling')
     p.add_argument('--markers', action='store_true', help='also subscribe to markers (the node builds them)')
     p.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'node.json')
     return p.parse_args(argv)

@@ -404,16 +404,19 @@ class BlendClipNode(LifecycleNode):
         earlier configure would stay real-time at priority 0."""
         self._executor_realtime_error = set_realtime(priority) if priority else set_ordinary()
         self.worker.start(priority)
-        error = self.worker.realtime_error or self._executor_realtime_error
+        error = self._realtime_error()
         if error:
             self.get_logger().warning(f'realtime_priority {priority} not applied, the node runs at ordinary '
                                       f'priority: {error}')
         elif priority:
             self.get_logger().info(f'executor and worker threads under SCHED_FIFO priority {priority}')
 
+    def _realtime_error(self) -> str:
+        return self.worker.realtime_error or self._executor_realtime_error
+
     def _scheduling(self) -> str:
         priority = self.params.realtime_priority if self.params else 0
-        error = self.worker.realtime_error or self._executor_realtime_error
+        error = self._realtime_error()
         if not priority:
             return 'ordinary'
         if error:
