@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from blendclip_core.atomic import atomic_write
 from blendclip_core.encoder import EncoderConfig, PointEncoder, create_model, get_config
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,8 @@ def save_checkpoint(path: str | Path, model: PointEncoder, card: ModelCard,
     payload = {'format': FORMAT, 'state_dict': {k: v.detach().cpu().contiguous()
                                                 for k, v in model.state_dict().items()},
                'card': card.to_json(), 'extra': extra or {}}
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

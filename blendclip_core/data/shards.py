@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blendclip_core.atomic import atomic_write_bytes, dumps, sha256_file
 from blendclip_core.data.triplet import REAL, Triplet
 
 logger = logging.getLogger(__name__)
@@ -44,32 +45,6 @@ class ShardError(RuntimeError):
 
 class CorruptShardError(ShardError):
     """A shard whose size or checksum differs from the index, or whose content cannot be decoded."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def dumps(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False).encode()
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, dumps(obj))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encode_triplet(t: Triplet) -> list[tuple[str, bytes]]:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from blendclip_core.atomic import atomic_write_bytes, atomic_write_json
 from blendclip_core.data.shards import (
-    atomic_write_bytes,
-    atomic_write_json,
     iter_shard,
     read_index,
     verify_shard,

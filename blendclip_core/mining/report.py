@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blendclip_core.data.shards import atomic_write_bytes, atomic_write_json
+from blendclip_core.atomic import atomic_write_bytes, atomic_write_json
 
 REPORT_DIR = 'report'
 HISTOGRAM_NAME = 'points_per_object.png'

@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from blendclip_core.atomic import atomic_write_json
 from blendclip_core.data.shards import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SAMPLES,
@@ -31,7 +32,6 @@ from blendclip_core.data.shards import (
     INDEX_NAME,
     VOID,
     ShardWriter,
-    atomic_write_json,
 )
 from blendclip_core.mining.captioners import check_captioner, create_captioner
 from blendclip_core.mining.objects import MineConfig, mine_frame

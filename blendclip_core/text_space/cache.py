@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from blendclip_core.atomic import atomic_write
 from blendclip_core.text_space.base import (
     TextEmbeddingCacheMiss,
     TextSpace,
@@ -244,14 +243,8 @@ def _write_label_file(path: Path, vec: torch.Tensor, space: TextSpace, templates
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _check_same_space(cache: TextEmbeddingCache, space: TextSpace) -> None:

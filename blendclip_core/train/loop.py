@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blendclip_core.atomic import atomic_write
 from blendclip_core.train import curriculum, distributed, optim
 from blendclip_core.train.config import TrainConfig, to_dict
 from blendclip_core.train.losses import PointTextImageLoss, total_loss
@@ -213,15 +214,8 @@ def evaluate_set(encoder: nn.Module, pool: TripletPool, class_names: list[str], 
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves a
-    truncated file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as f:
+    with atomic_write(path) as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict:
