@@ -2,9 +2,9 @@
 
 `TripletDataset(root)` is a Sequence of Triplets over a blendclip-mine output directory; it exposes
 `labels` and `num_points` without reading any points (the trainer's pool uses them), validates shards
-against the index (size always, sha256 on request) and either raises `CorruptShardError` or skips a bad
-shard and counts it. With `embeddings=<text space spec>` every Triplet carries the text / image
-embeddings blendclip-embed stored for that space.
+against the index (size and CRC32 by default, sha256 on request) and either raises `CorruptShardError`
+or skips a bad shard and counts it. With `embeddings=<text space spec>` every Triplet carries the text /
+image embeddings blendclip-embed stored for that space.
 
 The CAD functions at the end return the CAD readers of `blendclip_core.mining.cad` as sources, e.g. for
 a training config's `callable` source: target 'blendclip_core.data.datasets:openshape_source'.
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from blendclip_core.data.shards import (
+    DEFAULT_VERIFY,
     CorruptShardError,
     ShardError,
     read_index,
@@ -38,12 +39,12 @@ class TripletDataset(Sequence):
     """Triplets of a shard directory, in index order (optionally one split)."""
 
     def __init__(self, root: str | Path, split: str | None = None, embeddings: str | None = None,
-                 verify: str = 'size', on_corrupt: str = 'raise', include_void: bool = True,
+                 verify: str = DEFAULT_VERIFY, on_corrupt: str = 'raise', include_void: bool = True,
                  exclude_classes: Sequence[str] = ()):
         """root: a blendclip-mine output; split: only shards of that split; embeddings: a text space spec
-        whose blendclip-embed output to attach; verify: 'none' | 'size' | 'sha256'; on_corrupt: 'raise'
-        | 'skip'; include_void: keep objects without a benchmark class; exclude_classes: benchmark
-        classes to hold out (the method's unseen-class experiments)."""
+        whose blendclip-embed output to attach; verify: 'none' | 'size' | 'crc32' (default) | 'sha256';
+        on_corrupt: 'raise' | 'skip'; include_void: keep objects without a benchmark class;
+        exclude_classes: benchmark classes to hold out (the method's unseen-class experiments)."""
         if on_corrupt not in ('raise', 'skip'):
             raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
         self.root = Path(root)

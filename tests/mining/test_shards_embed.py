@@ -2,6 +2,7 @@
 
 import io
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_corrupt_shards_raise_or_are_skipped(mined, tmp_path):
     data = bytearray(first.read_bytes())
     data[700] ^= 0xFF  # same size, other bytes
     first.write_bytes(bytes(data))
-    TripletDataset(out)  # a size check does not see it
+    TripletDataset(out, verify='size')  # a size check does not see it
     with pytest.raises(CorruptShardError, match='checksum'):
         TripletDataset(out, verify='sha256')
     with pytest.raises(CorruptShardError, match='checksum'):
@@ -118,12 +119,41 @@ def test_corrupt_shards_raise_or_are_skipped(mined, tmp_path):
     second = out / index['shards'][1]['name']
     second.write_bytes(second.read_bytes()[:1000])
     with pytest.raises(CorruptShardError, match='bytes'):
-        TripletDataset(out)
+        TripletDataset(out, verify='size')
     ds = TripletDataset(out, verify='sha256', on_corrupt='skip')
     assert ds.skipped['corrupt_shard'] == 2 and len(ds) == index['num_samples'] - sum(
         r['count'] for r in index['shards'][:2])
     with pytest.raises(ShardError, match='index.json'):
         TripletDataset(tmp_path / 'empty')
+
+
+def test_same_size_corruption_is_caught_by_default(mined, tmp_path):
+    """The default read (no verify argument) checks each shard's CRC32, also for an older index that
+    has only sha256, and the skip policy counts the shard."""
+    import shutil
+
+    out = tmp_path / 'copy'
+    shutil.copytree(mined, out)
+    index = read_index(out)
+    assert all(isinstance(r['crc32'], int) for r in index['shards'])
+    first = out / index['shards'][0]['name']
+    data = bytearray(first.read_bytes())
+    data[700:732] = bytes(b ^ 0xFF for b in data[700:732])  # 32 flipped bytes, same size
+    first.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=f'{first.name} checksum \\(crc32\\)'):
+        TripletDataset(out)
+    with pytest.raises(CorruptShardError, match='crc32'):
+        list(iter_shards(out))
+    ds = TripletDataset(out, on_corrupt='skip')
+    assert ds.skipped['corrupt_shard'] == 1 and len(ds) == index['num_samples'] - index['shards'][0]['count']
+    skipped = Counter()
+    streamed = list(iter_shards(out, on_corrupt='skip', skipped=skipped))
+    assert skipped['corrupt_shard'] == 1 and len(streamed) == len(ds)
+
+    old = {**index, 'shards': [{k: v for k, v in r.items() if k != 'crc32'} for r in index['shards']]}
+    (out / 'index.json').write_text(json.dumps(old))  # written before shards had a CRC32
+    with pytest.raises(CorruptShardError, match='sha256'):
+        TripletDataset(out)
 
 
 TINY_CLIP = {
