@@ -15,16 +15,22 @@ shards and index as an uninterrupted run.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing as mp
+import os
 import re
+import signal
+import sys
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from blendclip_core.atomic import atomic_write_json
+from blendclip_core.atomic import atomic_write_json, remove_stale_temporaries
 from blendclip_core.data.shards import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SAMPLES,
@@ -118,6 +124,36 @@ def _db_key(cfg: RunConfig) -> tuple:
     return cfg.mine.dataset, str(Path(cfg.dataroot).resolve()), cfg.version
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0  # the watchdog's period where the kernel cannot signal a parent's death
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when `parent_pid` does, however the parent ends (SIGKILL too): a
+    killed miner must not leave workers writing shards. Linux: the kernel sends SIGKILL
+    (PR_SET_PDEATHSIG); elsewhere a daemon thread polls the parent pid."""
+    if sys.platform.startswith('linux'):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+        logger.warning('prctl(PR_SET_PDEATHSIG) failed (errno %d): watching the parent pid instead',
+                       ctypes.get_errno())
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='parent-watchdog', daemon=True).start()
+
+
+def _init_pool_worker(cfg: RunConfig, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    _init_worker(cfg)
+
+
 def _init_worker(cfg: RunConfig) -> None:
     if _STATE.get('db_key') != _db_key(cfg):
         open_db, _, _ = _reader(cfg.mine.dataset)
@@ -178,8 +214,10 @@ def _remove_scene_outputs(out: Path, stem: str) -> None:
 
 
 def _clean_temporaries(out: Path) -> None:
-    for path in list(out.glob('.*.tmp-*')) + list((out / PROGRESS_DIR).glob('.*.tmp-*')):
-        path.unlink(missing_ok=True)
+    """Temporaries of a killed earlier run (shards, listings, markers); this run has written none yet."""
+    n = remove_stale_temporaries(out) + remove_stale_temporaries(out / PROGRESS_DIR)
+    if n:
+        logger.info('removed %d temporary file(s) left by an interrupted run', n)
 
 
 def _settings(cfg: RunConfig) -> dict:
@@ -285,8 +323,8 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
             bar.update()
     else:
         ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else None
-        with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(cfg,)) as pool:
+        with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_pool_worker,
+                                 initargs=(cfg, os.getpid())) as pool:
             futures = {pool.submit(mine_scene, cfg, n, t): n for n, t in pending}
             for fut in as_completed(futures):
                 try:
