@@ -107,3 +107,24 @@ def test_node_benchmark_streams_through_a_real_node_and_writes_issue_6_keys(tmp_
     sched = data['config']['scheduling']
     assert sched == 'SCHED_FIFO 10' or sched.startswith('ordinary (SCHED_FIFO 10 refused: '), sched
     assert 'tiny model' in data['device'] and sched in data['device']
+
+
+def test_node_fuzz_smoke_leaves_the_node_alive_and_answering(tmp_path):
+    """The CI version of the reliability fuzz campaign: a few hundred hostile inputs of every kind against
+    a node in its own process; no crash, no traceback in its log, every valid frame answered, and the
+    vocabulary swapped while frames flow."""
+    out = tmp_path / 'reliability.json'
+    res = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'node_fuzz.py'), '--messages', '300',
+                          '--valid-every', '15', '--valid-frames', '3', '--vocab-labels', '48', '--rate', '5',
+                          '--frame-timeout', '20', '--out', str(out)],
+                         cwd=REPO, timeout=900, capture_output=True, text=True)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    assert res.returncode == 0, (data.get('crashes'), res.stderr[-3000:])
+    r = data['results']
+    assert r['fuzz_messages'] == 300 and r['fuzz_node_crashes'] == 0 and r['node_log_tracebacks'] == 0
+    assert r['fuzz_valid_frames_answered_fraction'] == 1.0, r
+    assert r['hostile_frames_unanswered'] == 0, data['unanswered']
+    assert len(data['kinds']) >= 20, data['kinds']  # the seed reaches most kinds of hostile input
+    assert r['vocab_change_accepted'] and math.isfinite(r['vocab_change_max_gap_ms'])
+    assert data['node_counters']['boxes_malformed'] > 0 and data['node_counters']['clouds_malformed'] > 0
+    assert (tmp_path / 'reliability_vocab_gap.png').stat().st_size > 10_000
