@@ -26,13 +26,19 @@ from blendclip_core.text_space import (
 )
 from blendclip_core.text_space.base import resolve_device
 from blendclip_core.types import ObjectBatch, ObjectStatus, Predictions
-from blendclip_core.vocabulary import DEFAULT_TEMPLATES, DRIVING, vocabulary_version
+from blendclip_core.vocabulary import (
+    DEFAULT_TEMPLATES,
+    DRIVING,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_TEMPLATE_CHARS,
+    MAX_TEMPLATES,
+    vocabulary_version,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LOGIT_SCALE = 100.0  # CLIP's trained (clamped) temperature, when a checkpoint records none
-MAX_LABELS = 4096
-MAX_LABEL_CHARS = 200
 TEXT_CACHE_SUFFIX = '.text_cache.npz'  # shipped beside a checkpoint: its vocabulary without the model
 
 
@@ -80,7 +86,12 @@ def validate_vocabulary(labels: Sequence[str],
         clean.append(label)
     if not templates:
         raise VocabularyError('at least one prompt template is needed')
+    if len(templates) > MAX_TEMPLATES:
+        raise VocabularyError(f'{len(templates)} prompt templates: at most {MAX_TEMPLATES} are allowed')
     for t in templates:
+        if isinstance(t, str) and len(t) > MAX_TEMPLATE_CHARS:
+            raise VocabularyError(f'template {t[:40]!r}... has {len(t)} characters: '
+                                  f'at most {MAX_TEMPLATE_CHARS}')
         if not isinstance(t, str) or t.count('{}') != 1:
             raise VocabularyError(f'template {t!r} must contain exactly one {{}} for the label')
         try:
@@ -164,14 +175,27 @@ class ZeroShotClassifier:
 
         templates=None keeps the current ones. Raises VocabularyError (nothing changes) on bad input.
         """
+        return self.use_vocabulary(self.build_vocabulary(labels, templates))
+
+    def build_vocabulary(self, labels: Sequence[str], templates: Sequence[str] | None = None,
+                         device: str | torch.device | None = None) -> Vocabulary:
+        """Embed a vocabulary without using it (the slow part: callers may run it on another thread
+        while this classifier keeps classifying). device: where the embeddings go (default: the
+        classifier's; 'cpu' leaves the copy to `use_vocabulary`). Raises VocabularyError on bad input."""
         if templates is None:
             templates = self._vocab.templates if self._vocab is not None else DEFAULT_TEMPLATES
         labels, templates = validate_vocabulary(labels, templates)
         emb = embed_vocabulary(self.text_space, labels, templates, self.cache_dir)
         version = vocabulary_version(labels, templates, self.text_space.cache_key)
-        vocab = Vocabulary(labels, templates, emb.to(self.device), version)
+        return Vocabulary(labels, templates, emb.to(device or self.device), version)
+
+    def use_vocabulary(self, vocab: Vocabulary) -> Vocabulary:
+        """Swap in a built vocabulary (its embeddings moved to this classifier's device first)."""
+        if vocab.embeddings.device != self.device:
+            vocab = Vocabulary(vocab.labels, vocab.templates, vocab.embeddings.to(self.device), vocab.version)
         self._vocab = vocab  # one reference assignment: readers see the old or the new, whole
-        logger.info('vocabulary %s: %d labels x %d templates', version, len(labels), len(templates))
+        logger.info('vocabulary %s: %d labels x %d templates', vocab.version, len(vocab.labels),
+                    len(vocab.templates))
         return vocab
 
     # -------------------------------------------------------------------------------- classification

@@ -57,6 +57,13 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     'a 3D point cloud of a {}.',
 )
 
+# Limits of a vocabulary (the node's parameters and the classifier check the same ones). They bound what
+# one parameter change may cost: embedding is labels x templates texts.
+MAX_LABELS = 4096
+MAX_LABEL_CHARS = 200
+MAX_TEMPLATES = 64
+MAX_TEMPLATE_CHARS = 200
+
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     'nuscenes': NUSCENES_10,
     'truckscenes': TRUCKSCENES_12,

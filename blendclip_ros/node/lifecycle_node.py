@@ -7,16 +7,21 @@ Lifecycle (rclpy.lifecycle, same API in Humble, Jazzy and Kilted):
 - deactivate: unsubscribe, forget queued inputs;
 - cleanup / shutdown: stop the worker, drop the model and free GPU memory.
 Subscription callbacks only pair messages by stamp and hand the pair to the worker (depth 1,
-drop-oldest); conversion, cropping, the model and publishing all run on the worker thread. Bad input is
-answered or skipped and counted, never raised: counters and latency percentiles go to /diagnostics.
+drop-oldest); conversion, cropping, the model and publishing all run on the worker thread. Both inputs
+arrive as bytes: the executor reads only their header stamp (O(1)); the worker decodes them. Bad input
+is answered or skipped and counted, never raised: counters and latency percentiles go to /diagnostics.
+A vocabulary change is embedded on a third thread while frames keep their old vocabulary; the worker
+swaps the new one in between frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +36,11 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from blendclip.msg import DetectedBoxArray, LabelledObjectArray, Vocabulary
-from blendclip_ros.conversions.cdr import cdr_stamp_ns
+from blendclip_ros.conversions.cdr import cdr_stamp_ns, warm_vocabulary
 
 from . import params as P
 from . import runtime
@@ -62,8 +66,8 @@ BOXES_IN = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=
 class FrameJob:
     """One paired frame on its way to the worker."""
 
-    cloud: PointCloud2
-    boxes: Any  # DetectedBoxArray or vision_msgs Detection3DArray
+    cloud: Any  # serialised PointCloud2 (decoded on the worker)
+    boxes: Any  # serialised DetectedBoxArray or a vision_msgs Detection3DArray
     received: float  # time.perf_counter() when the pair was complete
     boxes_stamp_ns: int = 0  # the box array's header stamp
 
@@ -83,6 +87,9 @@ class BlendClipNode(LifecycleNode):
         self.windows = {name: LatencyWindow() for name in runtime.WINDOWS}
         self.sync: StampSynchronizer | None = None
         self.worker = LatestOnlyWorker(self._process, on_error=self._worker_error)
+        self.vocabulary_worker: LatestOnlyWorker | None = None  # embeds changes off the labelling path
+        self._vocabulary_requested = 0  # generation of the newest accepted vocabulary change
+        self._vocabulary_applied = 0  # generation the model labels with
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._last_warn: dict[str, float] = {}
@@ -117,7 +124,9 @@ class BlendClipNode(LifecycleNode):
         self.settings = runtime.FrameSettings.from_params(params)
         self.windows = {name: LatencyWindow(params.latency_window) for name in runtime.WINDOWS}
         old_sync = self.sync
-        self.sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, params.max_stamp_age_ns)
+        self.sync = StampSynchronizer(params.sync_slop_ns, params.sync_queue_size, params.max_stamp_age_ns,
+                                      max_future_ns=params.max_stamp_future_ns,
+                                      jump_back_ns=params.stamp_jump_reset_ns)
         if old_sync is not None:  # counters cover the life of the process, like the node's own
             self.sync.counters = old_sync.counters
         self.destroy_timer(self._diag_timer)
@@ -134,6 +143,10 @@ class BlendClipNode(LifecycleNode):
         # are left out of every collection; _release unfreezes them.
         gc.collect()
         gc.freeze()
+        self._vocabulary_applied = self._vocabulary_requested  # the model was built with the current one
+        self.vocabulary_worker = LatestOnlyWorker(self._build_vocabulary, name='blendclip-vocabulary',
+                                                  on_error=self._vocabulary_error)
+        self.vocabulary_worker.start()  # ordinary priority whatever the executor's
         self._apply_realtime(params.realtime_priority)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -153,15 +166,17 @@ class BlendClipNode(LifecycleNode):
         for window in self.windows.values():  # latency percentiles describe this activation only
             window.clear()
         self._subs = []  # appended one by one: a failure half-way still drops what was made
+        # Raw bytes: bytes that are no message reach us and are counted (a typed subscription's RMW drops
+        # them unseen); the worker decodes them (boxes by conversions/cdr.py, not as ~6 objects per box).
         self._subs.append(self.create_subscription(
-            PointCloud2, p.cloud_topic, self._on_cloud, qos_profile_sensor_data,
-            qos_overriding_options=_qos_opts()))
+            PointCloud2, p.cloud_topic, self._guarded(self._on_cloud_raw), qos_profile_sensor_data,
+            qos_overriding_options=_qos_opts(), raw=True))
         self._subs.append(self.create_subscription(
-            DetectedBoxArray, p.boxes_topic, self._on_boxes_raw, BOXES_IN, qos_overriding_options=_qos_opts(),
-            raw=True))  # bytes: read on the worker by conversions/cdr.py, not as ~6 Python objects per box
+            DetectedBoxArray, p.boxes_topic, self._guarded(self._on_boxes_raw), BOXES_IN,
+            qos_overriding_options=_qos_opts(), raw=True))
         if Detection3DArray is not None and p.subscribe_vision_msgs:
             self._subs.append(self.create_subscription(
-                Detection3DArray, p.detections_topic, self._on_boxes, BOXES_IN,
+                Detection3DArray, p.detections_topic, self._guarded(self._on_boxes), BOXES_IN,
                 qos_overriding_options=_qos_opts()))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -209,8 +224,13 @@ class BlendClipNode(LifecycleNode):
             self.sync.reset()
 
     def _release(self) -> None:
-        """Stop the worker, destroy publishers, free the model (and its GPU memory)."""
+        """Stop the workers, destroy publishers, free the model (and its GPU memory)."""
         self.worker.stop()
+        if self.vocabulary_worker is not None:
+            # An embedding in progress cannot be interrupted: its thread ends after it, and its result
+            # is dropped (built for a model that is gone).
+            self.vocabulary_worker.stop(timeout=1.0)
+            self.vocabulary_worker = None
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
@@ -222,20 +242,41 @@ class BlendClipNode(LifecycleNode):
         runtime.empty_device_cache()
 
     # ----------------------------------------------------------------------------- inputs
-    def _on_cloud(self, msg: PointCloud2) -> None:
+    def _guarded(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """An exception out of a subscription callback would end the executor's spin (the process):
+        count it and warn instead. Nothing is expected to get here; this is the last line."""
+        @functools.wraps(callback)
+        def guarded(msg: Any) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - untrusted input must never stop the node
+                self.counters['callbacks_failed'] += 1
+                self._warn_throttled('callback', f'{callback.__name__} failed: {type(exc).__name__}: {exc}')
+        return guarded
+
+    def _on_cloud_raw(self, data: bytes) -> None:
         self.counters['clouds_received'] += 1
-        self._pair(self.sync.add_cloud(_stamp_ns(msg.header.stamp), msg, self._now_ns()))
+        stamp_ns = cdr_stamp_ns(data)
+        if stamp_ns is None:  # too short or not CDR: no stamp to pair by
+            self.counters['clouds_malformed'] += 1
+            self.counters['clouds_malformed_cdr'] += 1
+            self._warn_throttled('cloud_cdr', f'{self.params.cloud_topic}: {len(data)} bytes that are not a '
+                                 'PointCloud2, skipped')
+            return
+        self._pair(self.sync.add_cloud(stamp_ns, data, self._now_ns()))
 
     def _on_boxes(self, msg: Any) -> None:
         self.counters['boxes_received'] += 1
         self._pair(self.sync.add_boxes(_stamp_ns(msg.header.stamp), msg, self._now_ns()))
 
     def _on_boxes_raw(self, data: bytes) -> None:
-        stamp_ns = cdr_stamp_ns(data)
-        if stamp_ns is None:  # not little-endian CDR: let rclpy read it
-            self._on_boxes(deserialize_message(data, DetectedBoxArray))
-            return
         self.counters['boxes_received'] += 1
+        stamp_ns = cdr_stamp_ns(data)
+        if stamp_ns is None:  # too short or not CDR; the rest is checked when the worker reads it
+            self.counters['boxes_malformed'] += 1
+            self._warn_throttled('boxes_malformed', f'{self.params.boxes_topic}: {len(data)} bytes that are '
+                                 'not a DetectedBoxArray, skipped')
+            return
         self._pair(self.sync.add_boxes(stamp_ns, data, self._now_ns()))
 
     def _pair(self, pair) -> None:
@@ -280,6 +321,8 @@ class BlendClipNode(LifecycleNode):
     def _worker_error(self, what: str, exc: BaseException) -> None:
         if what == 'frame':
             self.counters['frames_failed'] += 1
+        elif what == 'vocabulary swap':
+            self.counters['vocabulary_update_failures'] += 1
         self._warn_throttled(f'error_{what}', f'{what} failed: {type(exc).__name__}: {exc}')
 
     def _warn_throttled(self, kind: str, message: str) -> None:
@@ -289,6 +332,33 @@ class BlendClipNode(LifecycleNode):
             self.get_logger().warning(message)
 
     # ----------------------------------------------------------------------------- parameters
+    # rclpy refuses read-only, out-of-range, wrongly typed and undeclared values before our callback
+    # runs, so rejections are counted here, where every path (service or in-process) ends: once each.
+    def set_parameters(self, parameter_list):
+        try:
+            results = super().set_parameters(parameter_list)
+        except Exception as exc:
+            self._rejected(str(exc))
+            raise
+        for result in results:
+            if not result.successful:
+                self._rejected(result.reason)
+        return results
+
+    def set_parameters_atomically(self, parameter_list):
+        try:
+            result = super().set_parameters_atomically(parameter_list)
+        except Exception as exc:
+            self._rejected(str(exc))
+            raise
+        if not result.successful:
+            self._rejected(result.reason)
+        return result
+
+    def _rejected(self, reason: str) -> None:
+        self.counters['parameters_rejected'] += 1
+        self._warn_throttled('parameters', f'parameter change rejected: {reason}')
+
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         updates = {}
         for param in parameters:
@@ -332,30 +402,44 @@ class BlendClipNode(LifecycleNode):
         return None
 
     def _reject(self, reason: str) -> SetParametersResult:
-        self.counters['parameters_rejected'] += 1
-        self.get_logger().warning(f'parameter change rejected: {reason}')
-        return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=False, reason=reason)  # counted by set_parameters*
 
     def _apply_dynamic(self, updates: dict) -> None:
         if self.params is None:  # unconfigured: the values are read at configure
             return
         self.params = dataclasses.replace(self.params, **updates)
         self.settings = runtime.FrameSettings.from_params(self.params)
-        if {'vocabulary', 'prompt_templates'} & updates.keys():
-            labels, templates = self.params.vocabulary, self.params.prompt_templates
-            # Embedding runs on the worker, between frames: the model is never used by two threads.
-            self.worker.run_task('vocabulary update', lambda: self._set_vocabulary(labels, templates))
+        if {'vocabulary', 'prompt_templates'} & updates.keys() and self.vocabulary_worker is not None:
+            self._vocabulary_requested += 1
+            request = (self._vocabulary_requested, self.model, self.params.vocabulary,
+                       self.params.prompt_templates)
+            if not self.vocabulary_worker.submit(request):  # replaced one that had not started
+                self.counters['vocabulary_updates_superseded'] += 1
 
-    def _set_vocabulary(self, labels, templates) -> None:
-        if self.model is None:
+    def _build_vocabulary(self, request: tuple) -> None:
+        """Vocabulary thread: embed (seconds for thousands of labels) while frames keep the old one."""
+        generation, model, labels, templates = request
+        vocab = model.build_vocabulary(labels, templates)
+        if generation != self._vocabulary_requested or model is not self.model:
+            self.counters['vocabulary_updates_superseded'] += 1  # a newer change (or model) came meanwhile
             return
-        try:
-            self.model.set_vocabulary(labels, templates)
-        except Exception:
-            self.counters['vocabulary_update_failures'] += 1
-            raise
+        warm_vocabulary(vocab.labels)
+        self.worker.run_task('vocabulary swap', lambda: self._swap_vocabulary(generation, model, vocab))
+
+    def _swap_vocabulary(self, generation: int, model: runtime.LoadedModel, vocab: Any) -> None:
+        """Worker thread, between frames: labels and embeddings change together for the next frame."""
+        if model is not self.model or generation <= self._vocabulary_applied:
+            self.counters['vocabulary_updates_superseded'] += 1
+            return
+        model.use_vocabulary(vocab)
+        self._vocabulary_applied = generation
         self.counters['vocabulary_updates'] += 1
         self._publish_vocabulary()
+
+    def _vocabulary_error(self, what: str, exc: BaseException) -> None:
+        self.counters['vocabulary_update_failures'] += 1
+        self._warn_throttled('vocabulary', f'vocabulary update failed, the old one stays: '
+                             f'{type(exc).__name__}: {exc}')
 
     def _publish_vocabulary(self) -> None:
         pub, model = self._pubs.get('vocabulary'), self.model
@@ -387,7 +471,8 @@ class BlendClipNode(LifecycleNode):
         extra = {'vocabulary_version': self.model.vocabulary_version if self.model else '',
                  'vocabulary_size': str(len(self.model.labels)) if self.model else '0',
                  'model': self.model.name if self.model else '', 'last_error': self.last_error,
-                 'scheduling': self._scheduling()}
+                 'scheduling': self._scheduling(),
+                 'vocabulary_pending': str(int(self._vocabulary_requested != self._vocabulary_applied))}
         level = DiagnosticStatus.ERROR if self.last_error else None
         message = self.last_error or f'{self.state_label}'
         hardware = self.model.device if self.model else str(self.get_parameter('device').value)

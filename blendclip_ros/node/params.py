@@ -22,14 +22,18 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from blendclip_core.geometry import quaternion_to_matrix
-from blendclip_core.vocabulary import DEFAULT_TEMPLATES, DRIVING
+from blendclip_core.vocabulary import (
+    DEFAULT_TEMPLATES,
+    DRIVING,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_TEMPLATE_CHARS,
+    MAX_TEMPLATES,
+)
 
 READ_ONLY = 'read-only'
 CONFIGURE = 'configure-time'
 DYNAMIC = 'dynamic'
-
-MAX_VOCABULARY = 4096
-MAX_LABEL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class NodeParams:
     sync_slop: float = 0.0
     sync_queue_size: int = 10
     max_stamp_age: float = 0.0
+    max_stamp_future: float = 5.0
+    stamp_jump_reset: float = 2.0
     static_transforms: tuple[str, ...] = ()
     cloud_topic: str = 'lidar/points'
     boxes_topic: str = 'detections'
@@ -85,6 +91,14 @@ class NodeParams:
     @property
     def max_stamp_age_ns(self) -> int:
         return int(round(self.max_stamp_age * 1e9))
+
+    @property
+    def max_stamp_future_ns(self) -> int:
+        return int(round(self.max_stamp_future * 1e9))
+
+    @property
+    def stamp_jump_reset_ns(self) -> int:
+        return int(round(self.stamp_jump_reset * 1e9))
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,12 @@ SPECS: tuple[ParamSpec, ...] = (
               int_range=(1, 1000)),
     ParamSpec('max_stamp_age', CONFIGURE, 'Drop inputs older than this many seconds by the node clock '
               '(0 = off; keep 0 when replaying bags without /clock).', float_range=(0.0, 3600.0)),
+    ParamSpec('max_stamp_future', CONFIGURE, 'Drop inputs stamped more than this many seconds ahead of the '
+              'node clock, so one bad stamp cannot make later frames stale (0 = off; not applied while the '
+              'clock reads 0, i.e. simulated time before /clock).', float_range=(0.0, 3600.0)),
+    ParamSpec('stamp_jump_reset', CONFIGURE, 'An input stamped more than this many seconds before the last '
+              'pair means the stamps restarted (bag loop, clock reset): pairing starts afresh from it '
+              '(0 = off; a long run of stale inputs resets as well).', float_range=(0.0, 3600.0)),
     ParamSpec('static_transforms', CONFIGURE, "Fixed frames for boxes not in the cloud's frame: "
               "'parent->child: x y z qx qy qz qw' or 'parent->child: x y z roll pitch yaw' (pose of child "
               'in parent, metres/radians); inverses are used as needed.'),
@@ -257,8 +277,8 @@ def _validate_vocabulary(labels: Sequence[str]) -> str | None:
     labels = list(labels or ())
     if not labels:
         return 'vocabulary must hold at least one label'
-    if len(labels) > MAX_VOCABULARY:
-        return f'vocabulary has {len(labels)} labels, at most {MAX_VOCABULARY} are allowed'
+    if len(labels) > MAX_LABELS:
+        return f'vocabulary has {len(labels)} labels, at most {MAX_LABELS} are allowed'
     seen = set()
     for label in labels:
         text = str(label).strip()
@@ -276,7 +296,11 @@ def _validate_templates(templates: Sequence[str]) -> str | None:
     templates = list(templates or ())
     if not templates:
         return 'prompt_templates must hold at least one template'
+    if len(templates) > MAX_TEMPLATES:
+        return f'prompt_templates has {len(templates)} templates, at most {MAX_TEMPLATES} are allowed'
     for t in templates:
+        if len(str(t)) > MAX_TEMPLATE_CHARS:
+            return f'prompt template {str(t)[:40]!r}... is longer than {MAX_TEMPLATE_CHARS} characters'
         if str(t).count('{}') != 1:
             return f"prompt template {t!r} must contain exactly one '{{}}'"
         try:

@@ -18,7 +18,12 @@ import numpy as np
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus
 from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
-from blendclip_ros.conversions.cdr import CdrLayoutError, detected_boxes_from_cdr, labelled_objects_cdr
+from blendclip_ros.conversions.cdr import (
+    CdrLayoutError,
+    TooManyBoxesError,
+    detected_boxes_from_cdr,
+    labelled_objects_cdr,
+)
 from blendclip_ros.conversions.markers import labelled_markers
 from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_xyz
 from blendclip_ros.conversions.vision import boxes_from_detection3d_array
@@ -41,9 +46,10 @@ WINDOWS = (
 # Counters always reported (0 until something happens), so monitors and tests can rely on the keys.
 COUNTERS = (
     'clouds_received', 'boxes_received', 'frames_published', 'frames_failed', 'frames_skipped_too_many_boxes',
-    'frames_skipped_frame_mismatch', 'clouds_malformed', 'clouds_empty', 'points_nonfinite', 'boxes_total',
-    'objects_labelled', 'objects_no_points', 'objects_invalid_box', 'objects_below_threshold',
-    'parameters_rejected', 'vocabulary_updates', 'vocabulary_update_failures',
+    'frames_skipped_frame_mismatch', 'frames_skipped_boxes_malformed', 'clouds_malformed', 'clouds_empty',
+    'points_nonfinite', 'boxes_total', 'boxes_malformed', 'objects_labelled', 'objects_no_points',
+    'objects_invalid_box', 'objects_below_threshold', 'parameters_rejected', 'vocabulary_updates',
+    'vocabulary_update_failures', 'vocabulary_updates_superseded', 'callbacks_failed',
 )
 
 STATUS_COUNTER = {
@@ -115,6 +121,16 @@ class LoadedModel:
     def set_vocabulary(self, labels, templates) -> None:
         self.classifier.set_vocabulary(list(labels), list(templates))
 
+    def build_vocabulary(self, labels, templates) -> Any:
+        """The slow half of a vocabulary change (text embeddings, on the CPU), safe to run on another
+        thread while frames are labelled: nothing the worker uses is touched."""
+        return self.classifier.build_vocabulary(list(labels), list(templates), device='cpu')
+
+    def use_vocabulary(self, vocab: Any) -> None:
+        """The quick half, on the worker thread: copy to the device and swap (labels and embeddings
+        together). The copy stays off other threads: a CUDA graph may be capturing on the worker."""
+        self.classifier.use_vocabulary(vocab)
+
     def describe(self) -> str:
         return f'model {self.name!r} on {self.device}, text space {self.text_space!r}'
 
@@ -161,24 +177,40 @@ def boxes_of(msg: Any) -> Boxes:
     return boxes_from_msg(msg)
 
 
-def boxes_and_header(msg: Any) -> tuple[Boxes, Any]:
+def boxes_and_header(msg: Any, max_boxes: int | None = None) -> tuple[Boxes, Any]:
     """Boxes and the header to copy into the labels, from a box message or a serialised DetectedBoxArray
-    (the node subscribes to those raw: conversions/cdr.py reads them without rclpy's message objects)."""
+    (the node subscribes to those raw: conversions/cdr.py reads them without rclpy's message objects).
+
+    Serialised input is untrusted: CdrLayoutError for anything that is not a DetectedBoxArray in CDR of
+    either byte order, TooManyBoxesError above `max_boxes` (checked before the boxes are read).
+    """
     if not isinstance(msg, (bytes, bytearray, memoryview)):
         return boxes_of(msg), msg.header
     from builtin_interfaces.msg import Time
     from std_msgs.msg import Header
 
-    try:
-        boxes, sec, nanosec, frame_id = detected_boxes_from_cdr(msg)
-    except CdrLayoutError:  # e.g. big-endian CDR from another platform: rclpy reads every layout
-        from rclpy.serialization import deserialize_message
-
-        from blendclip.msg import DetectedBoxArray
-
-        typed = deserialize_message(bytes(msg), DetectedBoxArray)
-        return boxes_of(typed), typed.header
+    boxes, sec, nanosec, frame_id = detected_boxes_from_cdr(msg, max_boxes)
     return boxes, Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+class UndecodableCloudError(MalformedCloudError):
+    """Bytes on the cloud topic that are not a serialised PointCloud2."""
+
+    reason = 'cdr'
+
+
+def cloud_message(msg: Any) -> Any:
+    """A PointCloud2, or the serialised bytes of one (the node subscribes raw so that bytes which are no
+    cloud are counted instead of dropped unseen inside the RMW). Raises UndecodableCloudError."""
+    if not isinstance(msg, (bytes, bytearray, memoryview)):
+        return msg
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    try:  # Fast CDR checks every length against the bytes left: bounded by the message size
+        return deserialize_message(bytes(msg), PointCloud2)
+    except Exception as exc:  # noqa: BLE001 - rclpy raises RMWError/RuntimeError/... by version
+        raise UndecodableCloudError(f'{len(msg)} bytes are not a PointCloud2: {exc}') from None
 
 
 def boxes_in_cloud_frame(boxes: Boxes, cloud_frame: str,
@@ -204,14 +236,15 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
     """
     out = FrameOutcome()
     t0 = time.perf_counter()
-    boxes, header = boxes_and_header(boxes_msg)
-    n = len(boxes)
-    out.counts['boxes_total'] += n
-    if n > settings.max_boxes:
-        out.skip_reason = 'too_many_boxes'
-        out.message = f'frame with {n} boxes skipped (max_boxes={settings.max_boxes})'
+    decoded = _decode_boxes(boxes_msg, settings.max_boxes, out)
+    if decoded is None:
         return out
-    cloud_frame = str(cloud_msg.header.frame_id)
+    boxes, header = decoded
+    try:
+        cloud_msg, cloud_error = cloud_message(cloud_msg), None
+        cloud_frame = str(cloud_msg.header.frame_id)
+    except UndecodableCloudError as exc:  # answered like any malformed cloud, in the boxes' frame
+        cloud_msg, cloud_error, cloud_frame = None, exc, boxes.frame_id
     crop_boxes = boxes_in_cloud_frame(boxes, cloud_frame, transforms)
     if crop_boxes is None:
         out.skip_reason = 'frame_mismatch'
@@ -220,6 +253,8 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
                        "qz qw'] or publish the boxes in the cloud's frame")
         return out
     try:
+        if cloud_error is not None:
+            raise cloud_error
         if int(cloud_msg.width) * int(cloud_msg.height) == 0:
             # Empty whatever its layout says: drivers publish a bare PointCloud2() for an empty sweep, and
             # that is an empty cloud, not a malformed one (cloud_to_xyz itself reads 0-point clouds).
@@ -246,6 +281,27 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
     out.timings = {'convert_ms': (t1 - t0) * 1e3, 'crop_ms': timings['crop_ms'], 'model_ms': out.model_ms,
                    'build_ms': (time.perf_counter() - t2) * 1e3}
     return out
+
+
+def _decode_boxes(boxes_msg: Any, max_boxes: int, out: FrameOutcome) -> tuple[Boxes, Any] | None:
+    """(boxes, header), or None with `out` saying why the frame is skipped (too many, malformed)."""
+    try:
+        boxes, header = boxes_and_header(boxes_msg, max_boxes)
+    except TooManyBoxesError as exc:
+        n = exc.count
+    except CdrLayoutError as exc:
+        out.counts['boxes_malformed'] += 1
+        out.skip_reason = 'boxes_malformed'
+        out.message = f'box message skipped, not a DetectedBoxArray: {exc}'
+        return None
+    else:
+        n = len(boxes)
+    out.counts['boxes_total'] += n
+    if n > max_boxes:
+        out.skip_reason = 'too_many_boxes'
+        out.message = f'frame with {n} boxes skipped (max_boxes={max_boxes})'
+        return None
+    return boxes, header
 
 
 def _label(points: np.ndarray, boxes: Boxes, model: LoadedModel, settings: FrameSettings):

@@ -5,6 +5,15 @@ a new message is matched to the closest queued message of the other stream whose
 `slop_ns` (0 = exact match). A match consumes both and evicts everything older on both streams
 (those can no longer pair in order). Unmatched messages wait in bounded queues; overflow evicts the
 oldest. Anything not newer than the last matched stamp is stale and dropped. Every drop is counted.
+
+One bad stamp must not poison the ordering state (`_last_paired_ns`), or every later message would be
+stale until a reset:
+- a stamp more than `max_future_ns` ahead of the clock is dropped before it can pair (`from_future`);
+  skipped while the clock reads 0 (simulated time before the first /clock message);
+- a stamp more than `jump_back_ns` older than the last pair is a restart (bag loop, clock reset): the
+  queues and the last pair are forgotten (`resets`) and the message starts the new timeline;
+- `stale_reset_after` stale messages in a row with no pair between them (a restart shorter than the
+  jump bound, or a future pair let through with the future check off) reset the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +25,9 @@ from typing import Any
 
 CLOUD = 'cloud'
 BOXES = 'boxes'
+# Stale messages in a row (both inputs, no pair between them) taken to mean the stamps restarted: a
+# healthy stream has a stale message now and then, a restarted one has nothing else (2 s at 10 Hz).
+STALE_RESET_AFTER = 40
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class SyncCounters:
     too_old: int = 0  # stamp older than `max_age_ns` behind the clock
     evicted_unpaired: int = 0  # waited, never found a partner
     duplicate_stamp: int = 0  # a second message with the same stamp on the same stream
+    from_future: int = 0  # stamp more than `max_future_ns` ahead of the clock
+    resets: int = 0  # the stamps restarted (jump back, or a run of stale messages): state forgotten
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -43,15 +57,22 @@ class SyncCounters:
 class StampSynchronizer:
     """Approximate (or exact, slop 0) time pairing of two streams with bounded queues."""
 
-    def __init__(self, slop_ns: int = 0, queue_size: int = 10, max_age_ns: int = 0) -> None:
-        if slop_ns < 0 or queue_size < 1 or max_age_ns < 0:
-            raise ValueError('slop_ns and max_age_ns must be >= 0, queue_size >= 1')
+    def __init__(self, slop_ns: int = 0, queue_size: int = 10, max_age_ns: int = 0, *, max_future_ns: int = 0,
+                 jump_back_ns: int = 0, stale_reset_after: int = STALE_RESET_AFTER) -> None:
+        """max_age_ns, max_future_ns, jump_back_ns, stale_reset_after: 0 = that rule is off."""
+        if min(slop_ns, max_age_ns, max_future_ns, jump_back_ns, stale_reset_after) < 0 or queue_size < 1:
+            raise ValueError('slop_ns, max_age_ns, max_future_ns, jump_back_ns and stale_reset_after must be '
+                             '>= 0, queue_size >= 1')
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
         self.max_age_ns = int(max_age_ns)
+        self.max_future_ns = int(max_future_ns)
+        self.jump_back_ns = int(jump_back_ns)
+        self.stale_reset_after = int(stale_reset_after)
         self.counters = SyncCounters()
         self._queues: dict[str, OrderedDict[int, Any]] = {CLOUD: OrderedDict(), BOXES: OrderedDict()}
         self._last_paired_ns: int | None = None
+        self._stale_run = 0  # stale messages since the last pair
         # Subscriptions may run on several executor threads; pairing must stay atomic.
         self._lock = threading.Lock()
 
@@ -68,18 +89,44 @@ class StampSynchronizer:
     def reset(self) -> None:
         """Forget queued messages and the last pair (after deactivate or a clock jump)."""
         with self._lock:
-            for q in self._queues.values():
-                q.clear()
-            self._last_paired_ns = None
+            self._forget()
+
+    def _forget(self) -> None:
+        for q in self._queues.values():
+            q.clear()
+        self._last_paired_ns = None
+        self._stale_run = 0
+
+    def _restart(self) -> None:
+        """The stamps restarted: what is queued belongs to the old timeline."""
+        self.counters.resets += 1
+        self.counters.evicted_unpaired += sum(len(q) for q in self._queues.values())
+        self._forget()
+
+    def _rejected(self, stamp_ns: int, now_ns: int | None) -> bool:
+        """Count and say True when the message must be dropped (the lock is held)."""
+        clock = now_ns is not None and now_ns > 0  # 0: simulated time before the first /clock
+        if self.max_future_ns and clock and stamp_ns - now_ns > self.max_future_ns:
+            self.counters.from_future += 1
+            return True
+        last = self._last_paired_ns
+        if last is not None and self.jump_back_ns and last - stamp_ns > self.jump_back_ns:
+            self._restart()
+        elif last is not None and stamp_ns <= last:
+            self.counters.stale += 1
+            self._stale_run += 1
+            if self.stale_reset_after and self._stale_run >= self.stale_reset_after:
+                self._restart()  # this message was dropped; the next ones pair afresh
+            return True
+        if self.max_age_ns and clock and now_ns - stamp_ns > self.max_age_ns:
+            self.counters.too_old += 1
+            return True
+        return False
 
     def _add(self, stream: str, stamp_ns: int, msg: Any, now_ns: int | None) -> Pair | None:
         stamp_ns = int(stamp_ns)
         with self._lock:
-            if self._last_paired_ns is not None and stamp_ns <= self._last_paired_ns:
-                self.counters.stale += 1
-                return None
-            if self.max_age_ns and now_ns is not None and now_ns - stamp_ns > self.max_age_ns:
-                self.counters.too_old += 1
+            if self._rejected(stamp_ns, now_ns):
                 return None
             other = self._queues[BOXES if stream == CLOUD else CLOUD]
             match = self._closest(other, stamp_ns)
@@ -89,6 +136,7 @@ class StampSynchronizer:
             partner = other.pop(match)
             self._evict_older(max(stamp_ns, match))
             self._last_paired_ns = max(stamp_ns, match)
+            self._stale_run = 0
             self.counters.paired += 1
             if stream == CLOUD:
                 return Pair(msg, partner, stamp_ns, match)

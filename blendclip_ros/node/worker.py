@@ -152,6 +152,8 @@ class LatestOnlyWorker:
     def _run(self, realtime_priority: int) -> None:
         if realtime_priority:
             self.realtime_error = set_realtime(realtime_priority)
+        else:  # a thread starts with its creator's policy: one made by a real-time executor would keep it
+            set_ordinary()
         self._scheduled.set()
         while True:
             with self._cond:

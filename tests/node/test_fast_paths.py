@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from hostile import big_endian_box_array, broken_box_messages
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
@@ -236,15 +237,47 @@ def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
     assert cdr.cdr_stamp_ns(data) == 1_700_000_123_000_000_456
     with pytest.raises(cdr.CdrLayoutError):
         cdr.detected_boxes_from_cdr(data[:len(data) - 3] if n else data[:14])
-    big_endian = b'\x00\x00' + data[2:]  # another byte order: left to rclpy (which reads every layout)
-    assert cdr.cdr_stamp_ns(big_endian) is None
-    with pytest.raises(cdr.CdrLayoutError):
-        cdr.detected_boxes_from_cdr(big_endian)
+
+    # the same message from a big-endian platform: read by us exactly as rclpy reads it
+    big_endian = big_endian_box_array(boxes, 1_700_000_123, 456)
+    assert _plain(deserialize_message(big_endian, DetectedBoxArray)) == _plain(typed)  # the encoder is right
+    assert cdr.cdr_stamp_ns(big_endian) == 1_700_000_123_000_000_456
+    be_boxes, header = runtime.boxes_and_header(big_endian)
+    assert be_boxes.ids == theirs.ids and be_boxes.detector_labels == theirs.detector_labels
+    assert header.frame_id == 'base_link' and (header.stamp.sec, header.stamp.nanosec) == (1_700_000_123, 456)
+    for name in ('centers', 'sizes', 'quaternions', 'detector_scores'):
+        np.testing.assert_array_equal(getattr(be_boxes, name), getattr(theirs, name))
+        assert getattr(be_boxes, name).dtype.isnative
+    for cut in (len(big_endian) - 3, 14, 8):
+        with pytest.raises(cdr.CdrLayoutError):
+            cdr.detected_boxes_from_cdr(big_endian[:cut])
+
+
+def test_box_bytes_that_are_no_box_array_are_layout_errors_quickly():
+    """Whatever arrives on the box topic ends in CdrLayoutError (the node counts and skips it), in time
+    bounded by the message size (a huge count is refused before any loop), never another exception."""
+    import time
+
+    from blendclip_ros.node import runtime
+
+    rng = np.random.default_rng(5)
+    valid = serialize_message(conv.boxes_to_msg(_boxes(3, rng), stamp=Time(sec=1, nanosec=2)))
+    for kind, data in broken_box_messages(valid).items():
+        start = time.perf_counter()
+        with pytest.raises(cdr.CdrLayoutError):
+            runtime.boxes_and_header(data)
+        assert time.perf_counter() - start < 0.05, kind
+    assert cdr.cdr_stamp_ns(valid[:8]) is None and cdr.cdr_stamp_ns(b'\x00\x07' + valid[2:]) is None
+    # more boxes than the limit: refused from the count, before the boxes are read
+    with pytest.raises(cdr.TooManyBoxesError) as err:
+        cdr.detected_boxes_from_cdr(valid, max_boxes=2)
+    assert err.value.count == 3
+    assert len(cdr.detected_boxes_from_cdr(valid, max_boxes=3)[0]) == 3
 
 
 def test_box_array_cdr_every_truncation_and_bad_length_is_a_layout_error():
     """Any strict prefix (the message ends with its last score: no trailing padding) and any string length
-    pointing past the end is a CdrLayoutError (the node then falls back to rclpy), never another error."""
+    pointing past the end is a CdrLayoutError (the node counts and skips it), never another error."""
     rng = np.random.default_rng(11)
     boxes = _boxes(4, rng)
     boxes = Boxes(boxes.centers, boxes.sizes, boxes.quaternions, ('', 'a', 'abcd', 'é' * 3), 'LIDAR_TOP',

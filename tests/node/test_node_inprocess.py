@@ -81,3 +81,37 @@ def test_reconfigure_to_priority_0_leaves_no_thread_real_time(tiny_checkpoint):
     finally:
         set_ordinary()  # configure ran on this thread
         rclpy.shutdown(context=ctx)
+
+
+def test_every_rejected_parameter_change_counts_once():
+    """rclpy refuses read-only, out-of-range, wrongly typed and undeclared values before the node's own
+    callback runs; each must count in parameters_rejected exactly once, like the callback's own refusals."""
+    from rclpy.exceptions import ParameterNotDeclaredException
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        node = BlendClipNode('blendclip_rejections', context=ctx)
+        rejected = lambda: node.counters['parameters_rejected']  # noqa: E731
+        refused = [Parameter('device', value='cuda'),  # read-only (rclpy)
+                   Parameter('top_k', value=0),  # out of range (rclpy)
+                   Parameter('top_k', value='five'),  # wrong type (rclpy)
+                   Parameter('vocabulary', value=['car', 'Car']),  # ours
+                   Parameter('prompt_templates', value=['no placeholder'])]  # ours
+        for param in refused:
+            assert not node.set_parameters([param])[0].successful, param.name
+        assert rejected() == len(refused)
+        results = node.set_parameters([Parameter('top_k', value=3), Parameter('min_points', value=-1)])
+        assert [r.successful for r in results] == [True, False] and rejected() == len(refused) + 1
+        both = [Parameter('top_k', value=2), Parameter('device', value='x')]
+        assert not node.set_parameters_atomically(both).successful
+        assert rejected() == len(refused) + 2
+        with pytest.raises(ParameterNotDeclaredException):
+            node.set_parameters([Parameter('no_such_parameter', value=1)])
+        assert rejected() == len(refused) + 3
+        assert node.set_parameters([Parameter('score_threshold', value=0.5)])[0].successful
+        assert rejected() == len(refused) + 3  # accepted ones do not count
+        node.shutdown_quietly()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

@@ -32,6 +32,9 @@ def test_every_field_has_a_spec_and_defaults_validate():
     ('prompt_templates', ['no placeholder'], "exactly one '{}'"),
     ('prompt_templates', ['a {0} {}'], 'not a format string'),
     ('prompt_templates', ['{x} {}'], 'not a format string'),
+    ('prompt_templates', [f'a {{}} {i}' for i in range(65)], 'at most 64'),
+    ('prompt_templates', ['a {} ' + 'x' * 200], 'longer than 200'),
+    ('vocabulary', [f'label {i}' for i in range(4097)], 'at most 4096'),
     ('top_k', 0, 'outside'),
     ('score_threshold', 1.5, 'outside'),
     ('score_threshold', math.nan, 'finite'),
@@ -45,6 +48,17 @@ def test_invalid_dynamic_values_have_reasons(name, value, needle):
 def test_valid_dynamic_values_pass():
     assert P.validate_dynamic('vocabulary', ['car', 'kick scooter']) is None
     assert P.validate_dynamic('prompt_templates', ['a {}.', 'lidar of a {}']) is None
+    assert P.validate_dynamic('prompt_templates', [f'a {{}} {i}' for i in range(64)]) is None
+    assert P.validate_dynamic('vocabulary', [f'label {i}' for i in range(4096)]) is None
+
+
+def test_template_limits_are_the_classifiers():
+    from blendclip_core.classifier import VocabularyError, validate_vocabulary
+
+    with pytest.raises(VocabularyError, match='at most 64'):
+        validate_vocabulary(['car'], [f'a {{}} {i}' for i in range(65)])
+    with pytest.raises(VocabularyError, match='at most 200'):
+        validate_vocabulary(['car'], ['a {} ' + 'x' * 200])
     assert P.validate_dynamic('top_k', 3) is None
 
 

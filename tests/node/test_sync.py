@@ -74,3 +74,68 @@ def test_rejects_bad_settings():
         StampSynchronizer(slop_ns=-1)
     with pytest.raises(ValueError):
         StampSynchronizer(queue_size=0)
+
+
+S = 1_000_000_000
+MAX_STAMP = (2**31 - 1) * S + 999_999_999  # the largest builtin_interfaces/Time
+
+
+@pytest.mark.parametrize('future', [3600 * S, MAX_STAMP])
+def test_a_future_stamp_is_dropped_and_does_not_make_later_frames_stale(future):
+    now = 1_000 * S
+    s = StampSynchronizer(max_future_ns=5 * S, max_age_ns=2 * S)
+    assert s.add_cloud(now + future if future < MAX_STAMP else future, 'c-future', now_ns=now) is None
+    assert s.add_boxes(now + future if future < MAX_STAMP else future, 'b-future', now_ns=now) is None
+    assert s.counters.from_future == 2 and s.pending() == {'cloud': 0, 'boxes': 0}
+    for i in range(1, 4):  # every later valid frame pairs
+        t = now + i * 100 * MS
+        s.add_cloud(t, f'c{i}', now_ns=t)
+        assert s.add_boxes(t, f'b{i}', now_ns=t).cloud == f'c{i}'
+    assert s.counters.stale == 0 and s.counters.paired == 3
+    # a little ahead (clocks of two hosts) is fine; the bound is what counts
+    assert s.add_cloud(now + 4 * S, 'c-ahead', now_ns=now) is None and s.pending()['cloud'] == 1
+
+
+def test_future_check_waits_for_a_clock():
+    """Simulated time before the first /clock reads 0: every stamp would look like the future."""
+    s = StampSynchronizer(max_future_ns=5 * S)
+    s.add_cloud(1_000 * S, 'c', now_ns=0)
+    assert s.add_boxes(1_000 * S, 'b', now_ns=0) is not None and s.counters.from_future == 0
+
+
+def test_a_jump_back_beyond_the_bound_restarts_pairing():
+    s = StampSynchronizer(jump_back_ns=2 * S)
+    s.add_cloud(100 * S, 'c')
+    assert s.add_boxes(100 * S, 'b') is not None
+    s.add_cloud(101 * S, 'waiting')  # queued when the bag loops: belongs to the old timeline
+    assert s.add_cloud(99 * S, 'late') is None and s.counters.stale == 1  # within the bound: stale
+    assert s.add_cloud(10 * S, 'c-loop') is None  # 90 s back: the bag looped
+    assert s.counters.resets == 1 and s.pending() == {'cloud': 1, 'boxes': 0}
+    assert s.add_boxes(10 * S, 'b-loop').cloud == 'c-loop'
+
+
+def test_a_run_of_stale_messages_restarts_pairing_even_without_the_bounds():
+    """Future check and jump bound off (or a restart shorter than the bound): a pair far ahead would
+    make every later message stale forever; a run of stale messages resets instead."""
+    s = StampSynchronizer(stale_reset_after=6)
+    s.add_cloud(10**6 * S, 'c-bad')
+    assert s.add_boxes(10**6 * S, 'b-bad') is not None
+    for i in range(3):  # 3 frames, 6 stale messages: the 6th resets
+        s.add_cloud((10 + i) * S, f'c{i}')
+        s.add_boxes((10 + i) * S, f'b{i}')
+    assert s.counters.stale == 6 and s.counters.resets == 1
+    s.add_cloud(20 * S, 'c20')
+    assert s.add_boxes(20 * S, 'b20').cloud == 'c20'
+    # an occasional stale message does not reset: the run restarts at every pair
+    for i in range(10):
+        t = (30 + i) * S
+        s.add_cloud(t, 'c')
+        s.add_boxes(t, 'b')
+        s.add_boxes(t - MS, 'late')
+    assert s.counters.resets == 1
+
+
+def test_new_bounds_reject_negative_values():
+    for kwargs in ({'max_future_ns': -1}, {'jump_back_ns': -1}, {'stale_reset_after': -1}):
+        with pytest.raises(ValueError):
+            StampSynchronizer(**kwargs)
