@@ -137,11 +137,17 @@ def input_deserialize_ms(cloud, boxes_msg, repeats: int = 200) -> dict:
     return out
 
 
-def run(args) -> dict:
+def client_environment() -> None:
+    """This process as a ROS client beside the node: the shipped DDS profile, localhost discovery, a
+    domain of its own (parallel runs do not meet), and the test harness importable."""
     os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds_large_data.xml'))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(101 + os.getpid() % 100))
     sys.path.insert(0, str(REPO / 'tests' / 'node'))
+
+
+def run(args) -> dict:
+    client_environment()
     import rclpy
     from lifecycle_msgs.msg import Transition
     from node_harness import NodeClient, stamp_msg

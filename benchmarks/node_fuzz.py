@@ -324,10 +324,9 @@ def plot_gap(gap: dict, path: Path) -> None:
 
 
 def run(args) -> dict:
-    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds_large_data.xml'))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(101 + os.getpid() % 100))
-    sys.path.insert(0, str(REPO / 'tests' / 'node'))
+    from node_bench import client_environment
+
+    client_environment()
     tmp = Path(tempfile.mkdtemp(prefix='node_fuzz_'))
     c = Campaign(args, tmp)
     try:
