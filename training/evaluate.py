@@ -36,6 +36,15 @@ MATCH_DISTANCE_M = 2.0  # nuScenes detection's tightest centre-distance threshol
 MATCH_MODES = ('auto', 'id', 'center')
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises (bags, shards, checkpoints, text spaces); anything else is a bug."""
+    from rosbags.highlevel import AnyReaderError
+
+    from blendclip_core.data.shards import ShardError
+    from blendclip_core.text_space.base import TextSpaceError
+    return ValueError, OSError, AnyReaderError, ShardError, TextSpaceError
+
+
 def metrics_from_ranked(order: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                         topk: Sequence[int] = TOPK) -> ZeroShotResult:
     """Like metrics.zero_shot_metrics, but from ranked class indices (N, k) with -1 for 'no class'
@@ -146,7 +155,9 @@ def evaluate_labelled_bag(path: str | Path, protocol: str | Protocol = 'nuscenes
                        counts={'frames': len(bag.frames), 'frames_without_labels': unlabelled_frames,
                                'gt_boxes': sum(len(f.gt) for f in bag.frames), 'evaluated': len(targets),
                                'evaluated_without_prediction': missing, **skipped,
-                               'prediction_frames_without_gt': bag.unmatched_prediction_frames})
+                               'prediction_frames_without_gt': bag.unmatched_prediction_frames,
+                               'corrupt_messages': bag.corrupt.total},
+                       corrupt_messages=bag.corrupt.as_dict())
     if out_dir is not None:
         hits = {key: bool(o[0] == t) for key, o, t in zip(keys, order, targets)}
         _write_outputs(Path(out_dir), result, summary)
@@ -165,9 +176,10 @@ def evaluate_shards(shards: str | Path, checkpoint: str | Path | None,
     import torch
 
     from blendclip_core.classifier import ZeroShotClassifier
-    from blendclip_core.data.shards import iter_shards
+    from blendclip_core.data.shards import iter_shards, read_index
     from blendclip_core.types import ObjectBatch
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    read_index(Path(shards))  # not a shard folder: say so before the model loads
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     classifier = ZeroShotClassifier.from_checkpoint(checkpoint, vocabulary=protocol.class_names,
                                                     templates=protocol.templates, text_space=text_space,
@@ -293,14 +305,24 @@ def main(argv=None) -> int:
         else:
             summary = evaluate_shards(args.shards, args.checkpoint or None, args.protocol, args.split,
                                       args.min_points, args.text_space, args.device, out_dir=args.out)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f'blendclip-eval: error: {exc}', file=sys.stderr)
+    except _expected_errors() as exc:
+        # Missing or damaged input, an incomplete bag, a wrong topic or checkpoint: one line, no traceback.
+        print(f'blendclip-eval: error: {_one_line(exc)}', file=sys.stderr)
         return 2
     print((Path(args.out) / 'per_class.md').read_text())
     print(f"top-1 {100 * summary['top1']:.2f} %  top-5 {100 * summary['top5']:.2f} %  "
           f"mean per class top-1 {100 * summary['mean_class_top1']:.2f} %  "
           f"({summary['counts']['evaluated']} boxes)  -> {args.out / 'metrics.json'}")
+    corrupt = summary.get('corrupt_messages') or {}
+    if corrupt.get('total'):
+        named = ', '.join(f"{c['topic']} at {c['log_time_ns']} ns" for c in corrupt['first'])
+        print(f"skipped {corrupt['total']} corrupt messages (not evaluated): {named}")
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """rosbags and YAML errors span lines; the CLI prints one."""
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == '__main__':

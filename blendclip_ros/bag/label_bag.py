@@ -25,6 +25,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from tqdm import tqdm
 
 from . import typestore as tsm
+from .corrupt import CorruptMessages
 from .writer import BAG_VERSIONS, STORAGES, BagWriter
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class LabelStats:
     objects: int = 0
     status_counts: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)  # frames skipped by the node's rules, by reason
+    corrupt: CorruptMessages = field(default_factory=CorruptMessages)  # cloud/box records that do not decode
     sync: dict = field(default_factory=dict)
     model: str = ''
     seconds: float = 0.0
@@ -62,7 +64,7 @@ class LabelStats:
         unpaired = {k: v for k, v in self.sync.items() if k != 'paired' and v}
         if unpaired:
             out.append(f'pairing: {unpaired}')
-        return out
+        return out + self.corrupt.lines()
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
@@ -173,19 +175,22 @@ def _label_messages(reader, bag, labeller, sync, stats: LabelStats, topics, mark
     n_frames = sum(c.msgcount for c in reader.connections if c.topic == cloud_topic)
     loop_start = time.perf_counter()
     bar = tqdm(total=n_frames, unit='frame', disable=not progress, desc='label-bag')
+    classes = {cloud_topic: PointCloud2, boxes_topic: DetectedBoxArray}
     for conn, t, raw in reader.messages():
+        # Every record is copied as recorded (a corrupt one too: the output is the input plus labels).
         bag.connection(conn.topic, conn.msgtype, conn.ext.offered_qos_profiles, conn.msgdef.data,
                        conn.digest)
         bag.write_raw(conn.topic, conn.msgtype, t, raw)
-        if conn.topic == cloud_topic:
-            msg = deserialize_message(bytes(raw), PointCloud2)
-            pair = sync.add_cloud(_stamp_ns(msg.header), msg)
-            bar.update(1)
-        elif conn.topic == boxes_topic:
-            msg = deserialize_message(bytes(raw), DetectedBoxArray)
-            pair = sync.add_boxes(_stamp_ns(msg.header), msg)
-        else:
+        if conn.topic not in classes:
             continue
+        bar.update(conn.topic == cloud_topic)
+        try:
+            msg = deserialize_message(bytes(raw), classes[conn.topic])
+        except Exception as exc:  # noqa: BLE001 - any bytes can be in a record; rclpy raises RMWError
+            stats.corrupt.add(conn.topic, t, exc)
+            continue
+        add = sync.add_cloud if conn.topic == cloud_topic else sync.add_boxes
+        pair = add(_stamp_ns(msg.header), msg)
         if pair is None:
             continue
         outcome = labeller.label(pair.cloud, pair.boxes)

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rosbags.highlevel import AnyReader
+from rosbags.highlevel import AnyReader, AnyReaderError
 
 from blendclip_core.geometry import Boxes, quaternion_to_matrix
+
+from .corrupt import CorruptMessages
+from .writer import is_bag_temporary
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,20 @@ EGO_FRAME = 'base_link'
 
 
 class LabelledBagError(ValueError):
-    """The bag lacks the topics an evaluation needs."""
+    """The bag lacks the topics an evaluation needs, is incomplete, or cannot be read at all."""
+
+
+def check_bag_complete(path: Path) -> None:
+    """Refuse what a writer did not finish: our tools' temporaries (`.<name>.tmp-<pid>`, left by a
+    killed nuscenes2bag or label-bag) and rosbag2 folders without metadata.yaml (written last)."""
+    if is_bag_temporary(path):
+        raise LabelledBagError(f'{path} is an incomplete bag: the temporary of a writer that did not '
+                               'finish (killed?); rerun the tool that writes it')
+    if not path.exists():
+        raise LabelledBagError(f'{path}: no such bag')
+    if path.is_dir() and not (path / 'metadata.yaml').is_file():
+        raise LabelledBagError(f'{path} is an incomplete bag: no metadata.yaml (its writer did not '
+                               'finish); rerun the tool, or `ros2 bag reindex` a recording')
 
 
 @dataclass
@@ -74,6 +90,7 @@ class LabelledBag:
     model: str = ''
     vocabulary_version: str = ''
     unmatched_prediction_frames: int = 0  # prediction arrays whose stamp has no ground truth
+    corrupt: CorruptMessages = field(default_factory=CorruptMessages)  # records that did not decode
 
     def ego_centers(self, frame: LabelledFrame) -> np.ndarray:
         """Box centres in base_link when /tf_static has the cloud frame, else in the cloud frame."""
@@ -85,34 +102,39 @@ class LabelledBag:
 
 def read_labelled_bag(path: str | Path, predictions_topic: str = PREDICTIONS,
                       ground_truth_topic: str = GROUND_TRUTH) -> LabelledBag:
+    """Predictions and ground truth of a complete bag; corrupt records are skipped and counted."""
     path = Path(path)
-    with AnyReader([path]) as reader:
-        topics = {c.topic for c in reader.connections}
-        for topic in (predictions_topic, ground_truth_topic):
-            if topic not in topics:
-                raise LabelledBagError(f'{path} has no {topic} (topics: {sorted(topics)}); '
-                                       'label it with blendclip-label-bag or record the node')
-        frames: dict[int, LabelledFrame] = {}
-        preds: list = []
-        frame_to_ego: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        wanted = [c for c in reader.connections
-                  if c.topic in (predictions_topic, ground_truth_topic, TF_STATIC)]
-        for conn, _, raw in reader.messages(connections=wanted):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.topic == ground_truth_topic:
-                frames[_stamp(msg.header)] = LabelledFrame(
-                    _stamp(msg.header), _boxes(msg.objects, msg.header.frame_id),
-                    tuple(o.label for o in msg.objects),
-                    np.array([o.num_points for o in msg.objects], np.int64))
-            elif conn.topic == predictions_topic:
-                preds.append(msg)
-            else:
-                for tr in msg.transforms:
-                    if tr.header.frame_id == EGO_FRAME:
-                        q, v = tr.transform.rotation, tr.transform.translation
-                        rotation = quaternion_to_matrix(np.array([[q.x, q.y, q.z, q.w]]))[0]
-                        frame_to_ego[tr.child_frame_id] = (rotation, np.array([v.x, v.y, v.z]))
-    bag = LabelledBag([], frame_to_ego)
+    check_bag_complete(path)
+    bag = LabelledBag([], {})
+    frames: dict[int, LabelledFrame] = {}
+    preds: list = []
+    try:
+        with AnyReader([path]) as reader:
+            topics = {c.topic for c in reader.connections}
+            for topic in (predictions_topic, ground_truth_topic):
+                if topic not in topics:
+                    raise LabelledBagError(f'{path} has no {topic} (topics: {sorted(topics)}); '
+                                           'label it with blendclip-label-bag or record the node')
+            wanted = [c for c in reader.connections
+                      if c.topic in (predictions_topic, ground_truth_topic, TF_STATIC)]
+            for conn, t, raw in reader.messages(connections=wanted):
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                except Exception as exc:  # noqa: BLE001 - any bytes can be in a record
+                    bag.corrupt.add(conn.topic, t, exc)
+                    continue
+                if conn.topic == ground_truth_topic:
+                    frames[_stamp(msg.header)] = LabelledFrame(
+                        _stamp(msg.header), _boxes(msg.objects, msg.header.frame_id),
+                        tuple(o.label for o in msg.objects),
+                        np.array([o.num_points for o in msg.objects], np.int64))
+                elif conn.topic == predictions_topic:
+                    preds.append(msg)
+                else:
+                    bag.frame_to_ego.update(_ego_transforms(msg))
+    except (AnyReaderError, KeyError, EOFError) as exc:
+        # Damaged storage (truncated mcap, bad metadata.yaml): rosbags' reader errors say what.
+        raise LabelledBagError(f'{path}: cannot read the bag: {exc}') from exc
     for msg in preds:
         frame = frames.get(_stamp(msg.header))
         if frame is None:
@@ -125,13 +147,29 @@ def read_labelled_bag(path: str | Path, predictions_topic: str = PREDICTIONS,
     return bag
 
 
+def _ego_transforms(msg) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for tr in msg.transforms:
+        if tr.header.frame_id == EGO_FRAME:
+            q, v = tr.transform.rotation, tr.transform.translation
+            rotation = quaternion_to_matrix(np.array([[q.x, q.y, q.z, q.w]]))[0]
+            out[tr.child_frame_id] = (rotation, np.array([v.x, v.y, v.z]))
+    return out
+
+
 def read_cloud_xyz(path: str | Path, stamp_ns: int, topic: str = CLOUD) -> np.ndarray:
     """(N, 3) float32 xyz of the cloud with this header stamp (for the bird's-eye view)."""
     from blendclip_ros.conversions.pointcloud import cloud_to_xyz
     with AnyReader([Path(path)]) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception:  # noqa: BLE001 - a corrupt cloud: the view is drawn without its points
+                continue
             if _stamp(msg.header) == stamp_ns:
-                return np.asarray(cloud_to_xyz(msg).points, dtype=np.float32)
+                try:
+                    return np.asarray(cloud_to_xyz(msg).points, dtype=np.float32)
+                except ValueError as exc:  # MalformedCloudError: the view is drawn without points
+                    log.warning('cloud at %d ns not drawn: %s', stamp_ns, exc)
     return np.zeros((0, 3), np.float32)

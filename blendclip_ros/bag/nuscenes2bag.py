@@ -55,6 +55,7 @@ class Summary:
     skipped_detections: int = 0
     skipped_frames: int = 0
     skipped_sweeps: int = 0
+    skipped_frame_reasons: list[str] = field(default_factory=list)  # which keyframes, and why
     messages: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -67,6 +68,7 @@ class Summary:
             n = getattr(self, f'skipped_{what}')
             if n:
                 out.append(f'skipped {n} {what} that could not be read (see the warnings above)')
+        out += [f'  skipped {reason}' for reason in self.skipped_frame_reasons]
         out += [f'  {topic}: {n} messages' for topic, n in sorted(self.messages.items())]
         return out
 
@@ -158,6 +160,7 @@ def convert(frames, out: str | Path, config: ConvertConfig | None = None,
         writer.summary.skipped_detections = detections.skipped
     writer.summary.skipped_frames = getattr(frames, 'skipped_frames', 0)
     writer.summary.skipped_sweeps = getattr(frames, 'skipped_sweeps', 0)
+    writer.summary.skipped_frame_reasons = list(getattr(frames, 'skipped_frame_reasons', ()))
     return writer.summary
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from blendclip_core.geometry import Boxes, matrix_to_quaternion, quaternion_to_matrix
+from blendclip_core.mining.sweeps import CorruptInputError, load_lidar_bin
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,10 @@ def stamp_from_filename(name: str) -> int | None:
 
 
 def read_nuscenes_bin(path: Path) -> np.ndarray:
-    """x, y, z, intensity as stored (bit-exact) and ring as uint16."""
-    raw = np.fromfile(path, dtype='<f4')
-    if raw.size % NUSCENES_BIN_COLUMNS:
-        raise SourceError(f'{path}: {raw.size} floats is not a multiple of {NUSCENES_BIN_COLUMNS}')
-    raw = raw.reshape(-1, NUSCENES_BIN_COLUMNS)
+    """x, y, z, intensity as stored (bit-exact) and ring as uint16. A missing, empty or truncated file
+    raises the miner's CorruptInputError: its check on the byte size (a file cut mid-float is not
+    silently shortened to whole points), so the converter and the miner reject the same files."""
+    raw = load_lidar_bin(path, NUSCENES_BIN_COLUMNS)
     out = np.empty(len(raw), dtype=list(CLOUD_FIELDS))
     for i, (name, _) in enumerate(CLOUD_FIELDS[:4]):
         out[name] = raw[:, i]
@@ -188,6 +188,7 @@ class DevkitSource:
             raise SourceError(f'scenes not in the dataroot: {missing}; it has {sorted(by_name)}')
         self.scenes = [by_name[s] for s in scenes] if scenes else list(db.scene)
         self.skipped_frames = 0  # keyframes left out because their LiDAR file is missing or corrupt
+        self.skipped_frame_reasons: list[str] = []  # one line per skipped keyframe: sample, scene, why
         self.skipped_sweeps = 0  # older sweeps left out of an accumulation for the same reason
 
     @classmethod
@@ -210,8 +211,9 @@ class DevkitSource:
                 token = sample['next']
                 try:
                     frame = self.frame(sample, scene['name'])
-                except (SourceError, OSError) as exc:
+                except (SourceError, CorruptInputError, OSError) as exc:
                     self.skipped_frames += 1
+                    self.skipped_frame_reasons.append(f'sample {sample["token"]} of {scene["name"]}: {exc}')
                     log.warning('skipping sample %s of %s: %s', sample['token'], scene['name'], exc)
                     continue
                 yield frame
@@ -242,7 +244,7 @@ class DevkitSource:
             for k in range(self.sweeps):
                 try:
                     pts = self.spec.read_points(Path(self.db.dataroot) / sd['filename'])
-                except (SourceError, OSError) as exc:
+                except (SourceError, CorruptInputError, OSError) as exc:
                     if channel == channels[0] and not k:
                         raise
                     # A lost older sweep only thins the accumulation; the keyframe stays.

@@ -5,6 +5,9 @@ No rclpy here: conversion runs on any machine with Python, the bag carries every
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +15,12 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from blendclip_core.atomic import TMP_MARK, stale_temporaries, temporary_name
 from blendclip_core.geometry import Boxes
 
 from . import typestore as tsm
+
+log = logging.getLogger(__name__)
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 BAG_VERSIONS = (8, 9)
@@ -46,6 +52,53 @@ class Topics:
 
     def camera_info(self, channel: str) -> str:
         return f'{self.cameras}/{channel}/camera_info'
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_bag_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of `path` whose writer process is gone (killed mid-write); a live
+    writer's temporary is left alone. -> the removed paths."""
+    removed = []
+    for stale in stale_temporaries(path.parent, path.name):
+        pid = stale.name.rpartition(TMP_MARK)[2]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def is_bag_temporary(path: Path) -> bool:
+    """A path inside or at a writer's temporary: an unfinished bag."""
+    return any(part.startswith('.') and TMP_MARK in part for part in Path(path).parts)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(bag: Path) -> None:
+    """The bag's files and folder on disk before the rename makes them visible (as atomic_write does)."""
+    for f in bag.iterdir():
+        with open(f, 'rb') as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(bag)
 
 
 class MessageFactory:
@@ -142,7 +195,12 @@ class MessageFactory:
 
 
 class BagWriter:
-    """rosbags Writer with one connection per topic, added on first use."""
+    """rosbags Writer with one connection per topic, added on first use.
+
+    The bag is complete or absent: it is written as `.<name>.tmp-<pid>/<name>` beside `path` and moved
+    to `path` only when it closed without error (an error removes it). A killed writer leaves only
+    that temporary; the next writer of the same path removes it, so a rerun needs no cleanup.
+    """
 
     def __init__(self, path: str | Path, store, storage: str = 'mcap', version: int = 9) -> None:
         if storage not in STORAGES:
@@ -153,16 +211,34 @@ class BagWriter:
         if path.exists():
             raise FileExistsError(f'{path} exists; rosbag2 bags are never overwritten')
         self.path, self.store = path, store
-        self._writer = Writer(path, version=version, storage_plugin=STORAGES[storage])
+        self.temporary = temporary_name(path)
+        self._writer = Writer(self.temporary / path.name, version=version, storage_plugin=STORAGES[storage])
         self._connections: dict[str, object] = {}
         self.counts: dict[str, int] = {}
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
+        for stale in remove_stale_bag_temporaries(self.path):
+            log.warning('removed %s, left by a writer of %s that did not finish', stale, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary.mkdir()
+        try:
+            self._writer.open()
+        except BaseException:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._writer.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is not None:
+                self._writer.abort()
+                return
+            self._writer.close()
+            _fsync_tree(self.temporary / self.path.name)
+            os.rename(self.temporary / self.path.name, self.path)  # atomic; fails if path appeared
+            _fsync_dir(self.path.parent)
+        finally:
+            shutil.rmtree(self.temporary, ignore_errors=True)
 
     def connection(self, topic: str, msgtype: str, qos=(), msgdef: str | None = None,
                    rihs01: str | None = None):

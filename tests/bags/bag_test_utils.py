@@ -40,3 +40,32 @@ def make_tiny_checkpoint(path, labels, templates, seed: int = 0):
     texts = [p for lab in labels for p in prompts(lab, templates)]
     TextEmbeddingCache.from_space(MiniLMSpace().load(), texts).save(path.with_suffix('.text_cache.npz'))
     return path
+
+
+def copy_with_corrupt(src, dst, corrupt: dict, junk: bytes = b'\x00\x01\x00\x00\xff\xff\xff\xff') -> dict:
+    """Copy bag `src` to `dst` (rosbags' own Writer, not ours), replacing the raw bytes of message
+    number i of topic T by `junk` for each T: [i, ...] in `corrupt` (default: a CDR header and a
+    sequence length no buffer holds). -> {topic: [log time of each replaced message]}."""
+    from pathlib import Path
+
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    replaced: dict = {}
+    seen: dict = {}
+    with AnyReader([Path(src)]) as reader:
+        writer = Writer(Path(dst), version=9, storage_plugin=StoragePlugin.MCAP)
+        with writer:
+            conns = {}
+            for conn, t, raw in reader.messages():
+                if conn.topic not in conns:
+                    conns[conn.topic] = writer.add_connection(
+                        conn.topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest,
+                        offered_qos_profiles=conn.ext.offered_qos_profiles)
+                i = seen.get(conn.topic, 0)
+                seen[conn.topic] = i + 1
+                if i in corrupt.get(conn.topic, ()):
+                    raw = junk
+                    replaced.setdefault(conn.topic, []).append(t)
+                writer.write(conns[conn.topic], t, raw)
+    return replaced

@@ -7,6 +7,11 @@ the same bytes with the built `blendclip.msg` classes; the devkit gives the expe
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 from rosbags.highlevel import AnyReader
 
+from blendclip_core.mining.sweeps import CorruptInputError, load_lidar_bin
 from blendclip_ros.bag import nuscenes2bag
 from blendclip_ros.bag.sources import read_nuscenes_bin
 
@@ -259,3 +265,69 @@ def test_type_hashes_equal_rosidl(dataroot_bag):
             assert conn.digest == hashes[conn.msgtype], conn.topic
             checked += 1
     assert checked >= 5  # clouds, our two types, compressed images, camera info
+
+
+def run_convert(*args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, '-m', 'blendclip_ros.bag.nuscenes2bag', *map(str, args), '--no-progress']
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_truncated_lidar_file_is_skipped_counted_and_named(tmp_path):
+    """A key file cut 3 bytes into a float (1003 bytes) used to become a 50-point frame; the miner's
+    check (byte size a multiple of 20) rejects it, so the converter skips and names that keyframe."""
+    root = tmp_path / 'root'
+    info = make_nuscenes_dataroot(root, scenes=1, samples_per_scene=3, sweeps_per_sample=0,
+                                  ground_points=200, write_images=False)
+    key = [f for f in info['lidar_frames'][0] if f['key']][1]
+    with open(root / key['file'], 'r+b') as f:
+        f.truncate(50 * 20 + 3)
+    with pytest.raises(CorruptInputError):
+        load_lidar_bin(root / key['file'])  # what the miner does with it
+    out = tmp_path / 'bag'
+    done = run_convert(out, '--dataroot', root, '--version', info['version'])
+    assert done.returncode == 0, done.stderr
+    sample = info['sample_tokens'][0][1]
+    assert 'skipped 1 frames' in done.stdout
+    why = f'LiDAR file {root / key["file"]} has 1003 bytes'
+    assert f'skipped sample {sample} of scene-0001: {why}' in done.stdout
+    clouds = read_bag(out)[CLOUD]
+    assert [stamp_ns(m.header) for _, m, _ in clouds] == [
+        f['timestamp'] * 1000 for f in info['lidar_frames'][0] if f['key'] and f is not key]
+
+
+def test_killed_conversion_leaves_no_bag_and_rerun_needs_no_cleanup(tmp_path):
+    """SIGKILL with two keyframes handed to the writer and the third being read: no bag under the
+    output name, the temporary is refused by blendclip-eval, and the same command then converts all."""
+    root = tmp_path / 'root'
+    info = make_nuscenes_dataroot(root, scenes=1, samples_per_scene=3, sweeps_per_sample=0,
+                                  ground_points=200, image_size=(160, 90))
+    third = sorted((root / 'samples' / 'CAM_FRONT').glob('*.jpg'))[2]
+    jpeg = third.read_bytes()
+    third.unlink()
+    os.mkfifo(third)  # the converter blocks reading it, with the bag open and two frames in it
+    out = tmp_path / 'out'
+    args = [out, '--dataroot', root, '--version', info['version'], '--cameras', '--no-progress']
+    proc = subprocess.Popen([sys.executable, '-m', 'blendclip_ros.bag.nuscenes2bag', *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob('.out.tmp-*/out/*.mcap')) and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.01)
+        time.sleep(0.5)  # at the FIFO by now (nothing else takes that long)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    (temp,) = tmp_path.glob('.out.tmp-*')
+    assert not out.exists()
+    ev = subprocess.run([sys.executable, '-m', 'training.evaluate', '--bag', str(temp / 'out'), '--out',
+                         str(tmp_path / 'eval')], capture_output=True, text=True, timeout=60)
+    assert ev.returncode == 2 and 'incomplete bag' in ev.stderr and ev.stderr.count('\n') == 1, ev.stderr
+    third.unlink()
+    third.write_bytes(jpeg)
+    done = run_convert(*args[:-1])
+    assert done.returncode == 0, done.stderr
+    assert len(read_bag(out)[CLOUD]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out', 'root']  # the leftover is gone

@@ -8,10 +8,14 @@ end-to-end run on a model-labelled bag is in test_bags_live.py.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_test_utils import copy_with_corrupt
 from rosbags.highlevel import AnyReader
 
 from blendclip_core.evaluation import protocol as proto
@@ -283,3 +287,85 @@ def test_rank_labels_open_and_closed_set():
     assert evaluate.rank_labels(ranked, p, 3, closed_set=True) == [p.class_index('car'),
                                                                     p.class_index('traffic_cone'), -1]
     assert evaluate.rank_labels((), p, 2, closed_set=False) == [-1, -1]
+
+
+def run_eval(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'training.evaluate', *map(str, args)], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.fixture(scope='module')
+def scenes_labelled(dataroot, tmp_path_factory):
+    """6 keyframes of the generated dataroot with constructed predictions."""
+    root, info = dataroot
+    folder = tmp_path_factory.mktemp('eval-scenes')
+    assert nuscenes2bag.main([str(folder / 'src'), '--dataroot', str(root), '--version', info['version'],
+                              '--no-progress']) == 0
+    make_labelled_bag(folder / 'src', folder / 'labelled', seed=7)
+    return folder / 'labelled'
+
+
+def test_eval_skips_corrupt_messages_and_names_them(scenes_labelled, tmp_path):
+    """An undecodable ground-truth array and an undecodable label array: that frame and those labels are
+    left out, counted and named; the rest is scored (it used to end in a rosbags traceback)."""
+    bag = tmp_path / 'bag'
+    bad = copy_with_corrupt(scenes_labelled, bag, {'/ground_truth/categories': [1],
+                                                   '/blendclip/objects': [4]})
+    done = run_eval('--bag', bag, '--out', tmp_path / 'eval')
+    assert done.returncode == 0, done.stderr
+    assert 'Traceback' not in done.stderr
+    named = f"/blendclip/objects at {bad['/blendclip/objects'][0]} ns"
+    assert 'skipped 2 corrupt messages' in done.stdout and named in done.stdout
+    summary = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+    clean = evaluate.evaluate_labelled_bag(scenes_labelled)
+    with AnyReader([scenes_labelled]) as reader:
+        conns = [c for c in reader.connections if c.topic == '/ground_truth/categories']
+        lost = [len(reader.deserialize(raw, c.msgtype).objects)
+                for c, _, raw in reader.messages(connections=conns)][1]
+    counts = summary['counts']
+    assert counts['corrupt_messages'] == 2 and counts['frames'] == clean['counts']['frames'] - 1 == 5
+    assert counts['gt_boxes'] == clean['counts']['gt_boxes'] - lost
+    assert counts['frames_without_labels'] == 1
+    assert summary['corrupt_messages']['by_topic'] == {'/ground_truth/categories': 1, '/blendclip/objects': 1}
+
+
+def damaged_bags(labelled: Path, folder: Path) -> dict[str, Path]:
+    """Copies of a complete bag, each damaged the way a disk, a kill or a user can."""
+    out = {}
+    for name in ('truncated', 'no_metadata', 'bad_metadata'):
+        out[name] = folder / name
+        shutil.copytree(labelled, out[name])
+    (storage,) = out['truncated'].glob('*.mcap')
+    with open(storage, 'r+b') as f:
+        f.truncate(storage.stat().st_size // 2)
+    (out['no_metadata'] / 'metadata.yaml').unlink()
+    (out['bad_metadata'] / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    out['missing'] = folder / 'missing'
+    out['temporary'] = folder / '.x.tmp-1' / 'x'  # what a killed label-bag leaves
+    shutil.copytree(labelled, out['temporary'])
+    return out
+
+
+@pytest.mark.parametrize('case, says', [
+    ('truncated', 'cannot read the bag'), ('no_metadata', 'incomplete bag: no metadata.yaml'),
+    ('bad_metadata', 'cannot read the bag'), ('missing', 'no such bag'),
+    ('temporary', 'incomplete bag: the temporary'), ('unlabelled', 'has no /blendclip/objects'),
+    ('no_shards', 'not a shard directory'), ('bad_shard_index', 'is not valid JSON')])
+def test_eval_errors_are_one_line(sample_dir, tmp_path, case, says):
+    """Every expected error: exit code 2 and one line on stderr naming the file (was a traceback)."""
+    src, labelled = tmp_path / 'in', tmp_path / 'labelled'
+    assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
+    make_labelled_bag(src, labelled)
+    bags = {**damaged_bags(labelled, tmp_path), 'unlabelled': src}
+    (tmp_path / 'shards').mkdir()
+    (tmp_path / 'bad_shards').mkdir()
+    (tmp_path / 'bad_shards' / 'index.json').write_text('{"format": ')
+    if case in bags:
+        args = ['--bag', bags[case]]
+    else:
+        args = ['--shards', tmp_path / ('shards' if case == 'no_shards' else 'bad_shards')]
+    done = run_eval(*args, '--out', tmp_path / 'eval')
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith('blendclip-eval: error: ') and done.stderr.count('\n') == 1, done.stderr
+    assert says in done.stderr
+    assert 'Traceback' not in done.stderr

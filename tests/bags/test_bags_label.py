@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+from bag_test_utils import copy_with_corrupt
 from rosbags.highlevel import AnyReader
 
 from blendclip_ros.bag import label_bag, nuscenes2bag
@@ -75,3 +80,78 @@ def test_label_corrupt_dataroot_answers_every_box(params_file, tmp_path):
                    for o in reader.deserialize(raw, c.msgtype).objects]
     assert [o.status for o in objects if o.id == bad] == [2]  # STATUS_INVALID_BOX
     assert all(o.status == 0 for o in objects if o.id != bad and o.num_points > 0)
+
+
+@pytest.fixture(scope='module')
+def scene_bag(dataroot, tmp_path_factory):
+    """6 keyframes (2 scenes) of the generated dataroot."""
+    root, info = dataroot
+    out = tmp_path_factory.mktemp('label-scenes') / 'scenes'
+    assert nuscenes2bag.main([str(out), '--dataroot', str(root), '--version', info['version'],
+                              '--no-progress']) == 0
+    return out
+
+
+def run_label_bag(*args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, '-m', 'blendclip_ros.bag.label_bag', *map(str, args), '--no-progress']
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def objects_stamps(path) -> list[int]:
+    with AnyReader([path]) as reader:
+        conns = [c for c in reader.connections if c.topic == '/blendclip/objects']
+        return [t for _, t, _ in reader.messages(connections=conns)]
+
+
+def test_label_bag_skips_corrupt_messages_and_names_them(scene_bag, params_file, tmp_path):
+    """One undecodable box array and one cloud: those two frames are skipped, counted and named;
+    the other four are labelled and the command succeeds (it used to abort with 'error not set')."""
+    src, out = tmp_path / 'src', tmp_path / 'out'
+    bad = copy_with_corrupt(scene_bag, src, {'/detections': [1], '/lidar/points': [3]})
+    done = run_label_bag(src, out, '--params-file', params_file)
+    assert done.returncode == 0, done.stderr
+    assert 'labelled 4 frames' in done.stdout
+    assert 'corrupt messages skipped: 2 (/detections 1, /lidar/points 1)' in done.stdout
+    for topic, (t,) in bad.items():
+        assert f'{topic} at {t} ns: ' in done.stdout
+    with AnyReader([scene_bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == '/detections']
+        stamps = [t for _, t, _ in reader.messages(connections=conns)]
+    assert objects_stamps(out) == [t for i, t in enumerate(stamps) if i not in (1, 3)]
+    with AnyReader([out]) as reader:  # every input record is copied as recorded, the corrupt ones too
+        assert {c.topic: c.msgcount for c in reader.connections}['/detections'] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out', 'src']
+
+
+def test_killed_label_bag_leaves_no_bag_and_rerun_needs_no_cleanup(scene_bag, params_file, tmp_path):
+    """SIGKILL while the output is being written: no bag under the output name (so nothing partial can
+    be evaluated), blendclip-eval refuses the temporary in one line, and the same command then succeeds."""
+    out = tmp_path / 'out'
+    cmd = [sys.executable, '-m', 'blendclip_ros.bag.label_bag', str(scene_bag), str(out), '--params-file',
+           str(params_file), '--no-progress']
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        temp = wait_for_bag_file(tmp_path, proc)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists() and temp.exists()
+    ev = subprocess.run([sys.executable, '-m', 'training.evaluate', '--bag', str(temp), '--out',
+                         str(tmp_path / 'eval')], capture_output=True, text=True, timeout=60)
+    assert ev.returncode == 2 and ev.stderr.count('\n') == 1 and 'incomplete bag' in ev.stderr, ev.stderr
+    done = run_label_bag(scene_bag, out, '--params-file', params_file)
+    assert done.returncode == 0, done.stderr
+    assert len(objects_stamps(out)) == 6
+    assert [p.name for p in tmp_path.iterdir() if p.name != 'eval'] == ['out']  # the leftover is gone
+
+
+def wait_for_bag_file(folder, proc, timeout: float = 60.0):
+    """The writer's temporary once its storage file holds data (the bag is being written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for temp in folder.glob('.out.tmp-*'):
+            if any(f.stat().st_size > 0 for f in temp.glob('out/*.mcap')):
+                return temp
+        time.sleep(0.002)
+    raise AssertionError(f'no temporary bag appeared (exit code {proc.poll()})')
