@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from bag_test_utils import copy_with_corrupt
 from rosbags.highlevel import AnyReader
 
 from blendclip_ros.bag import nuscenes2bag
@@ -174,3 +175,24 @@ def test_replay_loop_until_interrupted(scene_bag):
     assert proc.returncode == 0, out
     got = [unpadded(m, len(want[i % len(want)])) for i, m in enumerate(listener.received['/detections'])]
     assert len(got) > 2 * len(want) and got == [want[i % len(want)] for i in range(len(got))]
+
+
+def test_replay_forwards_a_corrupt_box_message_as_recorded(scene_bag, tmp_path):
+    """Replay sends records as recorded, as `ros2 bag play` does: an undecodable box array goes out
+    byte for byte (the subscriber, e.g. the node, decides what to do with it) and replay goes on."""
+    from blendclip.msg import DetectedBoxArray
+    bag = tmp_path / 'bag'
+    copy_with_corrupt(scene_bag, bag, {'/detections': [1]}, junk=b'\x00\x01\x00\x00\x08\x00\x00\x00')
+    want = [raw for _, raw in bag_raw(bag, '/detections')]
+    assert want[1] == b'\x00\x01\x00\x00\x08\x00\x00\x00'
+    listener = Listener({'/detections': (DetectedBoxArray, 'reliable')})
+    try:
+        proc = start_replay(bag, '--topics', '/detections', '--rate', '8', '--wait-for-subscribers', '1',
+                            '--wait-timeout', '30')
+        listener.spin_until(lambda: len(listener.received['/detections']) >= len(want), proc)
+        out = finish(proc)
+    finally:
+        listener.close()
+    assert proc.returncode == 0, out
+    assert [unpadded(m, len(raw)) for m, raw in zip(listener.received['/detections'], want)] == want
+    assert '/detections: 3' in out
