@@ -11,9 +11,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# A box larger than these is no road object but a unit error (millimetres) or a hostile message; such
+# boxes are INVALID_BOX, so one frame's crop cost cannot grow with its box sizes (issue #14).
+MAX_BOX_SIZE = 30.0  # metres, any of length, width, height (an articulated truck is about 25 m long)
+MAX_BOX_VOLUME = 2000.0  # cubic metres (a 25 x 3 x 4.5 m truck is about 340)
+MIN_QUATERNION_NORM = 1e-9  # shorter quaternions carry no usable orientation
+# Quaternions whose largest component lies outside this range are scaled by it before normalising, so
+# squaring neither overflows (1e300) nor underflows; inside it the arithmetic is unchanged (bit-identical).
+_SAFE_QUATERNION_RANGE = (1e-150, 1e150)
+
 
 class InvalidBoxesError(ValueError):
     """Box arrays whose shapes or values cannot describe boxes."""
+
+
+def _rescaled(q: np.ndarray) -> np.ndarray:
+    """q with rows of extreme magnitude made unit length (scaled by their largest |component| first);
+    other rows untouched, so ordinary quaternions keep their exact bits."""
+    big = np.max(np.abs(q), axis=-1, keepdims=True)
+    lo, hi = _SAFE_QUATERNION_RANGE
+    extreme = np.isfinite(big) & (big > 0) & ((big < lo) | (big > hi))
+    if not extreme.any():
+        return q
+    with np.errstate(invalid='ignore', divide='ignore'):
+        scaled = q / np.where(extreme, big, 1.0)
+        return np.where(extreme, scaled / np.linalg.norm(scaled, axis=-1, keepdims=True), q)
+
+
+def quaternion_norm(q: np.ndarray) -> np.ndarray:
+    """(N,) Euclidean norms of (N, 4) quaternions, without overflow or underflow for huge/tiny ones."""
+    q = np.asarray(q, dtype=np.float64)
+    big = np.max(np.abs(q), axis=-1)
+    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):  # 1e308 * 2 -> inf: still > 0
+        unit = q / np.where(big > 0, big, 1.0)[..., None]
+        return np.where(big > 0, big * np.linalg.norm(unit, axis=-1), 0.0)
 
 
 def yaw_to_quaternion(yaw: np.ndarray) -> np.ndarray:
@@ -27,7 +58,7 @@ def yaw_to_quaternion(yaw: np.ndarray) -> np.ndarray:
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     """(N, 4) quaternions (x, y, z, w), normalised here -> (N, 3, 3) rotation matrices."""
-    q = np.asarray(q, dtype=np.float64)
+    q = _rescaled(np.asarray(q, dtype=np.float64))
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return np.stack(
@@ -41,8 +72,13 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def quaternion_to_yaw(q: np.ndarray) -> np.ndarray:
-    """Heading about +z of (N, 4) quaternions (x, y, z, w)."""
-    q = np.asarray(q, dtype=np.float64)
+    """Heading about +z of (N, 4) quaternions (x, y, z, w), normalised here where not unit."""
+    q = _rescaled(np.asarray(q, dtype=np.float64))
+    # the formula below assumes unit length; rows that are unit already keep their exact bits
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    off = (np.abs(norm - 1.0) > 1e-12) & (norm > 0)
+    with np.errstate(invalid='ignore'):  # NaN rows stay NaN
+        q = np.where(off, q / np.where(off, norm, 1.0), q)
     x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
@@ -109,13 +145,19 @@ class Boxes:
         """(N, 3, 3) box-to-frame rotation matrices."""
         return quaternion_to_matrix(self.quaternions)
 
-    def valid_mask(self) -> np.ndarray:
-        """Boxes that can hold points: finite pose, positive finite size, non-zero quaternion."""
+    def valid_mask(self, max_size: float | None = MAX_BOX_SIZE,
+                   max_volume: float | None = MAX_BOX_VOLUME) -> np.ndarray:
+        """Boxes that can hold points: finite pose, positive size no larger than `max_size` on any
+        axis and `max_volume` in all (None: no bound), quaternion of norm > MIN_QUATERNION_NORM."""
         finite = (np.isfinite(self.centers).all(1) & np.isfinite(self.sizes).all(1)
                   & np.isfinite(self.quaternions).all(1))
-        positive = (self.sizes > 0).all(1)
-        qnorm = np.linalg.norm(np.nan_to_num(self.quaternions), axis=1) > 1e-9
-        return finite & positive & qnorm
+        ok = finite & (self.sizes > 0).all(1)
+        if max_size is not None:
+            ok &= (self.sizes <= max_size).all(1)
+        if max_volume is not None:
+            with np.errstate(over='ignore'):
+                ok &= np.prod(self.sizes, axis=1) <= max_volume
+        return ok & (quaternion_norm(np.nan_to_num(self.quaternions)) > MIN_QUATERNION_NORM)
 
     def subset(self, index) -> Boxes:
         index = np.arange(len(self))[index]
@@ -128,7 +170,9 @@ class Boxes:
         rotation = np.asarray(rotation, dtype=np.float64)
         centers = self.centers @ rotation.T + np.asarray(translation, dtype=np.float64)
         q_rot = matrix_to_quaternion(rotation[None])[0]
-        quats = quaternion_multiply(np.broadcast_to(q_rot, self.quaternions.shape), self.quaternions)
+        # extreme-magnitude quaternions are rescaled first: the product would overflow to inf
+        quats = quaternion_multiply(np.broadcast_to(q_rot, self.quaternions.shape),
+                                    _rescaled(self.quaternions))
         return Boxes(centers, self.sizes, quats, self.ids, frame_id, self.detector_labels,
                      self.detector_scores)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blendclip_core.geometry import Boxes
-from blendclip_core.preprocess import CroppedObjects, crop_objects
+from blendclip_core.preprocess import CropLimits, CroppedObjects, crop_objects
 from blendclip_core.types import ObjectStatus, Predictions
 
 
@@ -30,6 +30,7 @@ class PipelineConfig:
     top_k: int | None = None  # labels reported per object; None: the classifier's top_k
     channels: int | None = None  # point columns given to the encoder; None: what the encoder takes
     box_margin: float | None = None  # alias of margin (the node's parameter name); wins when set
+    limits: CropLimits = CropLimits()  # per-frame bounds (box size, objects, pairs, points): preprocess
 
     def __post_init__(self) -> None:
         if self.box_margin is not None:
@@ -59,8 +60,8 @@ def label_frame(points: np.ndarray, boxes: Boxes, classifier, config: PipelineCo
                 ) -> FramePredictions:
     """Crop every box, classify all objects in one encoder call, merge the statuses.
 
-    Status per box: INVALID_BOX (bad box), NO_POINTS (< min_points inside), BELOW_THRESHOLD (classified,
-    indices and scores kept, best score < score_threshold), else OK.
+    Status per box: INVALID_BOX (bad box, or beyond `config.limits`), NO_POINTS (< min_points inside),
+    BELOW_THRESHOLD (classified, indices and scores kept, best score < score_threshold), else OK.
     """
     return run_frame(points, boxes, classifier, config).predictions
 
@@ -73,7 +74,7 @@ def run_frame(points: np.ndarray, boxes: Boxes, classifier, config: PipelineConf
     channels = config.channels or int(getattr(classifier.encoder, 'in_channels', 3))
     cropped = crop_objects(points, boxes, margin=config.margin, max_points=config.max_points,
                            min_points=config.min_points, canonical_yaw=config.canonical_yaw,
-                           channels=channels)
+                           channels=channels, limits=config.limits)
     t1 = time.perf_counter()
     pred = classifier.classify(cropped.batch, status=cropped.status, top_k=config.top_k)
     t2 = time.perf_counter()

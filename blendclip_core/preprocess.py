@@ -10,6 +10,15 @@ Conventions (method note): an object's points are centred at their centroid and 
 `canonical_yaw` they are also rotated into the box frame (box heading along +x). Objects with more than
 `max_points` points keep a uniform random subset drawn with a fixed seed from a fresh generator per
 object, so the result is deterministic and independent of the other boxes in the frame.
+
+Bounds (issue #14; `CropLimits`, defaults below): whatever the boxes, one frame's work is bounded.
+Boxes larger than MAX_BOX_SIZE on an axis or MAX_BOX_VOLUME in all are INVALID_BOX; valid boxes after
+the first MAX_FRAME_OBJECTS are INVALID_BOX; when the boxes' footprints hold more than MAX_FRAME_PAIRS
+(point, box) pairs, every box is cropped from one seeded uniform subset of the cloud and its counts are
+scaled back (`examined_fraction` < 1); when the objects would hand more than MAX_FRAME_POINTS points to
+the encoder, the per-object cap is lowered for the frame (largest objects first, the same seeded
+uniform subsets). Only then do an object's points depend on the other boxes. Ordinary frames are far
+below every bound and get exactly the unbounded result.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blendclip_core.geometry import Boxes, quaternion_to_matrix
+from blendclip_core.geometry import MAX_BOX_SIZE, MAX_BOX_VOLUME, Boxes, quaternion_to_matrix
 from blendclip_core.types import ObjectBatch, ObjectStatus
 
 logger = logging.getLogger(__name__)
@@ -33,10 +42,37 @@ PAIR_BUDGET = 1 << 18  # (point, box) candidate pairs tested at once (about 30 M
 CHUNK_PAIR_BUDGET = 1 << 20  # candidate pairs per box chunk, bounds the inside pairs held before the cap
 PAD_ABS = 1e-3  # metres added to every footprint, so float rounding never drops a candidate
 PAD_REL = 1e-6  # times the largest coordinate: about 16 float32 ulps
+MAX_FRAME_OBJECTS = 2048  # valid boxes per frame (the node's default max_boxes); the rest INVALID_BOX
+MAX_FRAME_PAIRS = 1 << 22  # (point, box) footprint pairs examined per frame: about 0.3 s of tests here
+MAX_FRAME_POINTS = 1 << 15  # points handed to the encoder per frame: about 0.3 s of the default model
+TILTED_PAIR_COST = 2  # a pair of a box not upright costs about twice an upright one (3D test)
+EXAMINE_GRID = 128  # cells per axis of the coarse grid that counts the footprint pairs up front
 
 
 class CropError(ValueError):
     """Point or parameter arrays that cannot be cropped."""
+
+
+@dataclass(frozen=True)
+class CropLimits:
+    """Per-frame bounds on cropping work and on what reaches the encoder (None: unbounded)."""
+
+    max_box_size: float | None = MAX_BOX_SIZE  # metres on any axis; larger boxes are INVALID_BOX
+    max_box_volume: float | None = MAX_BOX_VOLUME  # cubic metres; larger boxes are INVALID_BOX
+    max_objects: int | None = MAX_FRAME_OBJECTS  # valid boxes kept, in input order; the rest INVALID_BOX
+    max_pairs: int | None = MAX_FRAME_PAIRS  # footprint pairs examined; above, the cloud is subsampled
+    max_frame_points: int | None = MAX_FRAME_POINTS  # points kept over all objects (lowers the cap)
+
+    def __post_init__(self) -> None:
+        for name in ('max_box_size', 'max_box_volume', 'max_objects', 'max_pairs', 'max_frame_points'):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise CropError(f'{name} must be positive or None, got {value}')
+
+    @classmethod
+    def unbounded(cls) -> CropLimits:
+        """No bounds at all: for offline tools and tests that want every box however large."""
+        return cls(None, None, None, None, None)
 
 
 @dataclass
@@ -50,6 +86,10 @@ class CroppedObjects:
     indices: (T,) index into the input cloud of every point in `batch.points`.
     centroids: (B, 3) centroid subtracted from each object (NaN where the entry is empty).
     num_nonfinite: input points dropped because a coordinate was NaN or infinite.
+    num_oversize: boxes INVALID_BOX only because of the size, volume or per-frame object limit.
+    examined_fraction: share of the cloud examined (1.0 unless MAX_FRAME_PAIRS was reached; then
+        points_in_box are the subsample's counts scaled back, i.e. estimates).
+    frame_cap: per-object cap actually applied (below max_points when MAX_FRAME_POINTS was reached).
     """
 
     batch: ObjectBatch
@@ -58,20 +98,26 @@ class CroppedObjects:
     indices: np.ndarray
     centroids: np.ndarray
     num_nonfinite: int = 0
+    num_oversize: int = 0
+    examined_fraction: float = 1.0
+    frame_cap: int = 0
 
     def __len__(self) -> int:
         return len(self.status)
 
 
 def crop_objects(points: np.ndarray, boxes: Boxes, *, margin: float = 0.0, max_points: int = 8192,
-                 min_points: int = 1, canonical_yaw: bool = False, channels: int = 3) -> CroppedObjects:
+                 min_points: int = 1, canonical_yaw: bool = False, channels: int = 3,
+                 limits: CropLimits | None = None) -> CroppedObjects:
     """Crop the points inside each box (half-sizes grown by `margin`), centre and cap them.
 
     points: (M, C >= 3) with xyz first, in the boxes' frame. Points on a box face count as inside.
     channels: how many leading columns to keep (3 = xyz; 4 adds e.g. intensity, uncentred).
+    limits: per-frame bounds (default `CropLimits()`; see the module docstring).
     """
     points = _check_points(points, channels)
     _check_params(margin, max_points, min_points)
+    limits = CropLimits() if limits is None else limits
     n_boxes = len(boxes)
     xyz = points[:, :3]
     source = _finite_rows(xyz)
@@ -80,12 +126,18 @@ def crop_objects(points: np.ndarray, boxes: Boxes, *, margin: float = 0.0, max_p
         num_nonfinite = len(xyz) - len(source)
         xyz = xyz[source]
 
-    valid = boxes.valid_mask()
+    valid = _valid_boxes(boxes, limits)
     valid_idx = np.flatnonzero(valid)
     half = boxes.sizes[valid_idx] / 2.0 + margin
     rotations = quaternion_to_matrix(boxes.quaternions[valid_idx]) if len(valid_idx) else np.zeros((0, 3, 3))
     centers = boxes.centers[valid_idx]
+    fraction, subset = _examined_subset(xyz, centers, half, rotations, limits.max_pairs)
+    if subset is not None:
+        xyz = xyz[subset]
+        source = subset if source is None else source[subset]
     pt, bx, counts_valid = points_in_boxes(xyz, centers, half, rotations, max_per_box=max_points)
+    if fraction < 1.0:  # estimates of the whole cloud's counts
+        counts_valid = np.rint(counts_valid / fraction).astype(np.int64)
 
     points_in_box = np.zeros(n_boxes, dtype=np.int64)
     points_in_box[valid_idx] = counts_valid
@@ -95,10 +147,88 @@ def crop_objects(points: np.ndarray, boxes: Boxes, *, margin: float = 0.0, max_p
 
     keep = (counts_valid >= min_points)[bx]
     pt, bx = pt[keep], bx[keep]
+    kept = np.bincount(bx, minlength=len(valid_idx))
+    cap = _frame_cap(kept, max_points, limits.max_frame_points)
+    if cap < max_points:
+        pt, bx = _cap(pt, bx, kept, cap)
     if source is not None:
         pt = source[pt]
-    return _assemble(points, pt, bx, valid_idx, rotations, n_boxes, status, points_in_box,
-                     canonical_yaw, channels, num_nonfinite)
+    out = _assemble(points, pt, bx, valid_idx, rotations, n_boxes, status, points_in_box,
+                    canonical_yaw, channels, num_nonfinite)
+    out.num_oversize = int((boxes.valid_mask(None, None) & ~valid).sum())
+    out.examined_fraction, out.frame_cap = fraction, cap
+    return out
+
+
+def _valid_boxes(boxes: Boxes, limits: CropLimits) -> np.ndarray:
+    """Boxes to crop: valid and within the size limits, at most `max_objects` (the first ones)."""
+    valid = boxes.valid_mask(limits.max_box_size, limits.max_box_volume)
+    if limits.max_objects is not None:
+        valid[np.flatnonzero(valid)[limits.max_objects:]] = False
+    return valid
+
+
+def _examined_subset(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rotations: np.ndarray,
+                     max_pairs: int | None) -> tuple[float, np.ndarray | None]:
+    """(fraction, sorted point indices) of a seeded uniform subset of the cloud such that the boxes'
+    footprints hold about `max_pairs` (point, box) pairs, tilted boxes' pairs counted TILTED_PAIR_COST
+    times; (1.0, None) when the whole cloud fits."""
+    n = len(xyz)
+    if max_pairs is None or n * len(centers) <= max_pairs:  # cheap test: most frames stop here
+        return 1.0, None
+    tilted = np.any(rotations[:, 2, :2] != 0, axis=1) | np.any(rotations[:, :2, 2] != 0, axis=1)
+    cost = np.where(tilted, TILTED_PAIR_COST, 1)
+    total = int((footprint_pairs(xyz, centers, half, rotations) * cost).sum())
+    if total <= max_pairs:
+        return 1.0, None
+    fraction = max_pairs / total
+    subset = np.flatnonzero(np.random.default_rng(CAP_SEED).random(n) < fraction)
+    logger.debug('footprints hold %d pairs > %d: examining %d of %d points', total, max_pairs, len(subset), n)
+    return fraction, subset
+
+
+def footprint_pairs(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray,
+                    rotations: np.ndarray) -> np.ndarray:
+    """(N,) upper bound of the points in each box's x/y footprint (a coarse grid count), in O(M + N).
+
+    The candidate tests of `points_in_boxes` are the points in the cells each footprint covers, so the
+    sum is the frame's work, known before doing it. A summed-area table answers each box.
+    """
+    counts = np.zeros(len(centers), dtype=np.int64)
+    if len(xyz) == 0 or len(centers) == 0:
+        return counts
+    first = np.array([xyz[:, 0].min(), xyz[:, 1].min()], dtype=np.float64)
+    span = np.maximum(np.array([xyz[:, 0].max(), xyz[:, 1].max()], dtype=np.float64) - first, 1e-9)
+    g = EXAMINE_GRID
+    cell = span / g
+    kx = np.clip(((xyz[:, 0] - first[0]) / cell[0]).astype(np.int64), 0, g - 1)
+    ky = np.clip(((xyz[:, 1] - first[1]) / cell[1]).astype(np.int64), 0, g - 1)
+    table = np.zeros((g + 1, g + 1), dtype=np.int64)
+    table[1:, 1:] = np.bincount(ky * g + kx, minlength=g * g).reshape(g, g).cumsum(0).cumsum(1)
+    ext = np.einsum('nij,nj->ni', np.abs(rotations), np.maximum(half, 0.0))[:, :2]
+    with np.errstate(over='ignore', invalid='ignore'):
+        lo = np.floor((centers[:, :2] - ext - first) / cell)
+        hi = np.floor((centers[:, :2] + ext - first) / cell)
+    reach = (hi >= 0).all(1) & (lo <= g - 1).all(1) & (half > 0).all(1)
+    x0, y0 = (np.clip(np.nan_to_num(lo[:, k]), 0, g - 1).astype(np.int64) for k in (0, 1))
+    x1, y1 = (np.clip(np.nan_to_num(hi[:, k]), 0, g - 1).astype(np.int64) + 1 for k in (0, 1))
+    counts[reach] = (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0])[reach]
+    return counts
+
+
+def _frame_cap(kept: np.ndarray, max_points: int, max_frame_points: int | None) -> int:
+    """Largest per-object cap <= max_points with sum(min(kept, cap)) <= max_frame_points (at least 1):
+    small objects stay whole, only the largest are thinned."""
+    if max_frame_points is None or int(kept.sum()) <= max_frame_points:
+        return max_points
+    lo, hi = 1, max_points  # invariant: cap lo fits (or is the floor), hi + 1 does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if int(np.minimum(kept, mid).sum()) <= max_frame_points:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def points_in_boxes(xyz: np.ndarray, centers: np.ndarray, half: np.ndarray, rotations: np.ndarray,

@@ -7,12 +7,15 @@ import pytest
 from zs_helpers import brute_force_inside, random_boxes, random_cloud
 
 from blendclip_core.geometry import Boxes
-from blendclip_core.preprocess import CropError, crop_objects
+from blendclip_core.preprocess import CropError, CropLimits, crop_objects
 from blendclip_core.types import ObjectStatus
 
+# brute-force comparisons keep every pair: only the box size limits apply, as in brute_force_inside
+EXACT = CropLimits(max_objects=None, max_pairs=None, max_frame_points=None)
 
-def _assert_matches_brute_force(points, boxes, cropped, margin=0.0):
-    expected = brute_force_inside(points[:, :3], boxes, margin)
+
+def _assert_matches_brute_force(points, boxes, cropped, margin=0.0, size_limits=True):
+    expected = brute_force_inside(points[:, :3], boxes, margin, size_limits)
     np.testing.assert_array_equal(cropped.points_in_box, [len(e) for e in expected])
     for i, exp in enumerate(expected):
         got = cropped.indices[cropped.batch.offsets[i]:cropped.batch.offsets[i + 1]]
@@ -24,7 +27,7 @@ def test_random_boxes_match_brute_force(tilt):
     rng = np.random.default_rng(3)
     points = random_cloud(rng, 20_000)
     boxes = random_boxes(rng, 300, tilt=tilt)
-    cropped = crop_objects(points, boxes, max_points=10**9)
+    cropped = crop_objects(points, boxes, max_points=10**9, limits=EXACT)
     _assert_matches_brute_force(points, boxes, cropped)
     assert cropped.points_in_box.sum() > 1000  # the test is not vacuous
 
@@ -69,7 +72,8 @@ def test_margin_grows_each_half_size():
     rng = np.random.default_rng(0)
     cloud = random_cloud(rng, 5000)
     many = random_boxes(rng, 100)
-    _assert_matches_brute_force(cloud, many, crop_objects(cloud, many, margin=0.4, max_points=10**9), 0.4)
+    _assert_matches_brute_force(cloud, many, crop_objects(cloud, many, margin=0.4, max_points=10**9,
+                                                          limits=EXACT), 0.4)
 
 
 def test_nonfinite_points_are_dropped_and_counted():
@@ -125,7 +129,7 @@ def test_ten_thousand_boxes_match_brute_force():
     rng = np.random.default_rng(7)
     points = random_cloud(rng, 4000)
     boxes = random_boxes(rng, 10_000, size=(0.2, 8.0))
-    cropped = crop_objects(points, boxes, max_points=10**9)
+    cropped = crop_objects(points, boxes, max_points=10**9, limits=EXACT)
     _assert_matches_brute_force(points, boxes, cropped)
     assert len(cropped.batch) == 10_000
 
@@ -136,7 +140,7 @@ def test_huge_overlapping_boxes_stay_in_bounded_memory():
     n = 800  # every box holds every point: 8M inside pairs if nothing were capped chunk by chunk
     boxes = Boxes.from_yaw(np.zeros((n, 3)), np.full((n, 3), 1e4), rng.uniform(-3, 3, n))
     tracemalloc.start()
-    cropped = crop_objects(points, boxes, max_points=16)
+    cropped = crop_objects(points, boxes, max_points=16, limits=CropLimits.unbounded())
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert (cropped.points_in_box == len(points)).all()
@@ -159,13 +163,14 @@ def test_bad_arguments_raise_typed_errors():
 
 
 def test_absurd_box_sizes_and_boxes_away_from_the_cloud():
+    """With the size limits off (the default makes such boxes INVALID_BOX), the grid still copes."""
     rng = np.random.default_rng(4)
     points = random_cloud(rng, 3000)
     boxes = Boxes.from_yaw([[0, 0, 0], [0, 0, 0], [1e6, 0, 0], [0, 0, 500], [5, 5, 0]],
                            [[1e300, 1e300, 1e300], [1e30, 2, 1e30], [10, 10, 10], [10, 10, 10], [4, 4, 4]],
                            [0.2, 1.0, 0, 0, 0.5])
-    cropped = crop_objects(points, boxes, max_points=10**9)
-    _assert_matches_brute_force(points, boxes, cropped)
+    cropped = crop_objects(points, boxes, max_points=10**9, limits=CropLimits.unbounded())
+    _assert_matches_brute_force(points, boxes, cropped, size_limits=False)
     assert cropped.points_in_box[0] == 3000 and cropped.points_in_box[2:4].tolist() == [0, 0]
     assert cropped.points_in_box[1] > 0 and cropped.points_in_box[4] > 0
     shrunk = crop_objects(points, boxes.subset([4]), margin=-2.5)  # a negative margin may empty a box
@@ -183,7 +188,7 @@ def test_property_any_boxes_match_brute_force():
         rng = np.random.default_rng(seed)
         points = random_cloud(rng, n_points, extent=10.0)
         boxes = random_boxes(rng, n_boxes, extent=12.0, size=(0.01 * scale, 4 * scale), tilt=tilt)
-        cropped = crop_objects(points, boxes, margin=margin, max_points=10**9)
+        cropped = crop_objects(points, boxes, margin=margin, max_points=10**9, limits=EXACT)
         _assert_matches_brute_force(points, boxes, cropped, margin)
 
     check()

@@ -71,3 +71,30 @@ def test_empty_frames(classifier):
     assert (pred.indices == -1).all() and pred.indices.shape == (2, 3)
     none = label_frame(np.ones((10, 3), np.float32), Boxes.empty(), classifier)
     assert len(none) == 0 and none.indices.shape == (0, 3) and none.vocabulary == NUSCENES_10
+
+
+def test_whole_cloud_boxes_hand_the_encoder_a_bounded_batch(nuscenes_sweep, classifier):
+    """Issue #14: 46 boxes over the whole cloud (too large: INVALID_BOX) and 46 in-limit boxes that
+    each hold most of it: the encoder gets at most MAX_FRAME_POINTS points, not 46 x max_points."""
+    from blendclip_core.preprocess import MAX_FRAME_POINTS
+
+    points, boxes, objects = nuscenes_sweep
+    lo, hi = points[:, :3].min(0), points[:, :3].max(0)
+    rng = np.random.default_rng(0)
+    whole = Boxes.from_yaw(np.tile((lo + hi) / 2, (46, 1)), np.tile(hi - lo + 1, (46, 1)),
+                           rng.uniform(-3, 3, 46))
+    ground = Boxes.from_yaw(np.column_stack([rng.uniform(-2, 2, (46, 2)), np.full(46, -0.8)]),
+                            np.tile([29.0, 29.0, 2.3], (46, 1)), rng.uniform(-3, 3, 46))
+    mm = Boxes(boxes.centers, boxes.sizes * 1000, boxes.quaternions, boxes.ids)
+    parts = (whole, ground, mm)
+    frame_boxes = Boxes(np.vstack([b.centers for b in parts]), np.vstack([b.sizes for b in parts]),
+                        np.vstack([b.quaternions for b in parts]), tuple(str(i) for i in range(46 + 46 + 69)))
+    frame = run_frame(points, frame_boxes, classifier)
+    pred = frame.predictions
+    assert (pred.status[:46] == ObjectStatus.INVALID_BOX).all()
+    assert (pred.status[92:] == ObjectStatus.INVALID_BOX).all()
+    assert (pred.status[46:92] == ObjectStatus.OK).all()
+    # num_points is what the encoder was given (the packed batch's counts)
+    assert 0 < pred.num_points.sum() <= MAX_FRAME_POINTS
+    assert pred.num_points.sum() == frame.cropped.batch.points.shape[0]
+    assert frame.cropped.points_in_box[46:92].min() > 10_000  # each box did hold most of the cloud

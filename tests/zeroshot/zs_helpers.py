@@ -5,11 +5,13 @@ import numpy as np
 from blendclip_core.geometry import Boxes
 
 
-def brute_force_inside(xyz: np.ndarray, boxes: Boxes, margin: float = 0.0) -> list[np.ndarray]:
-    """Per-box loop, the obvious way: indices of finite points inside each valid box."""
+def brute_force_inside(xyz: np.ndarray, boxes: Boxes, margin: float = 0.0,
+                       size_limits: bool = True) -> list[np.ndarray]:
+    """Per-box loop, the obvious way: indices of finite points inside each valid box (size_limits
+    False: boxes of any size are valid, as with CropLimits.unbounded())."""
     out = []
     rotations = boxes.rotations
-    valid = boxes.valid_mask()
+    valid = boxes.valid_mask() if size_limits else boxes.valid_mask(None, None)
     xyz64 = xyz.astype(np.float64)
     finite = np.isfinite(xyz64).all(1)
     for i in range(len(boxes)):
