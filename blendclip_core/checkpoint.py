@@ -1,14 +1,20 @@
 """Encoder checkpoints: our format (weights + model card) and foreign PointBERT layouts.
 
-Our file is a plain torch.save of {'format', 'state_dict', 'card' (JSON text), 'extra'}: tensors,
-strings and numbers only, so `torch.load(..., weights_only=True)` reads it and nothing in it can run
-code. ULIP-2 / BlendCLIP checkpoints (a fork of salesforce/ULIP) are read through the pure key filter
+Our file is a plain torch.save of {'format', 'state_dict', 'card' (JSON text), 'extra',
+'content_sha256'}: tensors, strings and numbers only, so `torch.load(..., weights_only=True)` reads it
+and nothing in it can run code. `content_sha256` (`seal`) is a sha256 over the rest of the payload
+(tensor bytes, dtypes, shapes, keys, values) stored in the file itself, so a moved or copied file stays
+checkable; `read_checkpoint` recomputes it and refuses a file whose bytes changed (torch's zip reader
+does not check its CRCs: flipped bytes in a tensor otherwise load as other weights). Files without it
+(older ones, foreign imports) load with a logged note. The trainer's checkpoints are sealed the same way.
+ULIP-2 / BlendCLIP checkpoints (a fork of salesforce/ULIP) are read through the pure key filter
 `remap_ulip_state_dict` (timm's checkpoint_filter_fn pattern).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +35,58 @@ log = logging.getLogger(__name__)
 FORMAT = 'blendclip-encoder/1'
 DEFAULT_NAME = 'blendclip-default.pt'
 ENV_MODEL = 'BLENDCLIP_MODEL'
+HASH_KEY = 'content_sha256'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, truncated, or its content differs from its hash."""
+
+
+# ---------------------------------------------------------------------------------------- integrity
+
+def _feed(h, obj: Any) -> None:
+    """Hash `obj` with its structure (type tags and lengths), so different payloads cannot collide."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f't{t.dtype}{tuple(t.shape)};'.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f'd{len(obj)};'.encode())
+        for k, v in obj.items():  # pickle keeps insertion order, so the loaded dict hashes alike
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f'l{len(obj)};'.encode())
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, (str, bytes)):
+        b = obj.encode() if isinstance(obj, str) else obj
+        h.update(f'{type(obj).__name__}{len(b)};'.encode())
+        h.update(b)
+    else:  # numbers, bool, None: repr round-trips floats exactly
+        h.update(f'{type(obj).__name__}:{obj!r};'.encode())
+
+
+def content_digest(payload: dict[str, Any]) -> str:
+    """sha256 over everything in `payload` except its own hash field."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != HASH_KEY})
+    return h.hexdigest()
+
+
+def seal(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` plus its content hash, checked by read_checkpoint."""
+    return {**payload, HASH_KEY: content_digest(payload)}
+
+
+def verify_seal(payload: dict[str, Any], path: str | Path) -> None:
+    if HASH_KEY not in payload:
+        log.info('%s has no content hash (an older or foreign checkpoint): loaded without an integrity '
+                 'check', path)
+        return
+    if content_digest(payload) != payload[HASH_KEY]:
+        raise CheckpointError(f'{path}: content differs from its hash ({HASH_KEY}): the file is corrupted; '
+                              f'use another copy or checkpoint')
 
 
 @dataclass
@@ -74,29 +132,35 @@ def save_checkpoint(path: str | Path, model: PointEncoder, card: ModelCard,
     card.embed_dim = model.embed_dim
     card.input_channels = model.in_channels
     card.max_points = model.config.max_points
-    payload = {'format': FORMAT, 'state_dict': {k: v.detach().cpu().contiguous()
-                                                for k, v in model.state_dict().items()},
-               'card': card.to_json(), 'extra': extra or {}}
+    payload = seal({'format': FORMAT, 'state_dict': {k: v.detach().cpu().contiguous()
+                                                     for k, v in model.state_dict().items()},
+                    'card': card.to_json(), 'extra': extra or {}})
     with atomic_write(path) as f:
         torch.save(payload, f)
     return path
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
-    """The raw payload, loaded safely (argparse.Namespace, which ULIP files carry, is allowed)."""
+    """The raw payload, loaded safely (argparse.Namespace, which ULIP files carry, is allowed) and checked
+    against its content hash. Any damage raises CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if path.suffix == '.safetensors':
         from safetensors.torch import load_file
-        return {'state_dict': load_file(str(path), device=str(map_location))}
+        try:
+            return {'state_dict': load_file(str(path), device=str(map_location))}
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f'{path}: unreadable safetensors file ({e})') from e
     with torch.serialization.safe_globals([argparse.Namespace]):
         try:
             payload = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # pickle errors come in many types
-            raise ValueError(f'{path}: not a loadable checkpoint with safe loading ({e})') from e
+        except Exception as e:  # pickle and zip errors come in many types
+            raise CheckpointError(f'{path}: unreadable checkpoint (truncated, corrupted, or not loadable '
+                                  f'with safe loading): {e}') from e
     if not isinstance(payload, dict):
-        raise ValueError(f'{path}: expected a dict checkpoint, got {type(payload).__name__}')
+        raise CheckpointError(f'{path}: expected a dict checkpoint, got {type(payload).__name__}')
+    verify_seal(payload, path)
     return payload
 
 
@@ -108,27 +172,55 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu',
     for a foreign checkpoint they also pick the architecture (config='pointbert-s' by default).
     """
     payload = read_checkpoint(path, map_location)
+    unknown: list[str] = []
+    state = encoder_state_dict(payload, path, unknown)
     if payload.get('format') == FORMAT:
         card = ModelCard.from_dict(json.loads(payload['card']))
         config = EncoderConfig.from_dict(card.architecture, **overrides)
-        state = payload['state_dict']
     else:
-        state = payload.get('state_dict', payload.get('model', payload))
-        unknown: list[str] = []
-        state = remap_ulip_state_dict(state, unknown)
-        if 'proj.weight' not in state:
-            raise ValueError(f'{path}: no point encoder weights found (keys like {list(payload)[:5]})')
         base = overrides.pop('config', 'pointbert-s')
         config = get_config(base, embed_dim=int(state['proj.weight'].shape[0]), **overrides)
         card = ModelCard(name=Path(path).stem, notes=f'imported from a ULIP-2/BlendCLIP-style checkpoint; '
                          f'{len(unknown)} foreign keys ignored; text space unknown: set it')
         card.architecture, card.embed_dim = config.to_dict(), config.embed_dim
     model = create_model(config)
+    load_weights(model, state, path)
+    return model.to(map_location).eval(), card
+
+
+def encoder_state_dict(payload: dict[str, Any], path: str | Path,
+                       unknown: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The encoder weights of a payload from read_checkpoint: ours as stored, a foreign one remapped
+    (its left-out keys appended to `unknown`)."""
+    if payload.get('format') == FORMAT:
+        return payload['state_dict']
+    state = remap_ulip_state_dict(payload.get('state_dict', payload.get('model', payload)), unknown)
+    if 'proj.weight' not in state:
+        raise CheckpointError(f'{path}: no point encoder weights found (keys like {list(payload)[:5]})')
+    return state
+
+
+def load_weights(model: PointEncoder, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Copy `state` into `model`; every weight must fit (a clear error naming the file otherwise)."""
+    name = getattr(getattr(model, 'config', None), 'name', type(model).__name__)
+    own = model.state_dict()
+    shapes = [f'{k} {tuple(v.shape)} (model {tuple(own[k].shape)})' for k, v in state.items()
+              if k in own and v.shape != own[k].shape]
+    if shapes:  # checked here: torch's own message spans many lines
+        raise CheckpointError(f'{path}: weights do not fit {name}: {len(shapes)} of other shapes, e.g. '
+                              f'{"; ".join(shapes[:3])}')
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f'{path}: weights do not fit {config.name}: missing {missing[:8]}, '
-                         f'unexpected {unexpected[:8]}')
-    return model.to(map_location).eval(), card
+        raise CheckpointError(f'{path}: weights do not fit {name}: missing {missing[:8]}, '
+                              f'unexpected {unexpected[:8]}')
+
+
+def init_from_checkpoint(model: PointEncoder, path: str | Path) -> PointEncoder:
+    """Start `model` (built from its own config) from the encoder weights in `path` (our format or a
+    ULIP-2/BlendCLIP one): the trainer's model.init_checkpoint."""
+    load_weights(model, encoder_state_dict(read_checkpoint(path), path), path)
+    log.info('encoder weights initialised from %s', path)
+    return model
 
 
 # ----------------------------------------------------------------------------------- foreign layouts

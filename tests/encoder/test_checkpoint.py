@@ -1,6 +1,7 @@
 """Checkpoint round trip (safe loading), ULIP-2 key remapping, default path lookup."""
 
 import argparse
+import logging
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,13 @@ import torch
 from encoder_testutil import batch_of, random_objects
 
 from blendclip_core.checkpoint import (
+    HASH_KEY,
+    CheckpointError,
     ModelCard,
+    content_digest,
     default_checkpoint_path,
     load_checkpoint,
+    read_checkpoint,
     remap_ulip_state_dict,
     save_checkpoint,
 )
@@ -63,6 +68,49 @@ def test_bad_files(tmp_path):
     torch.save({'state_dict': {'foo.weight': torch.zeros(2)}}, other)
     with pytest.raises(ValueError, match='no point encoder weights'):
         load_checkpoint(other)
+
+
+def _flip(path: Path, tensor: torch.Tensor, n: int = 32) -> None:
+    """Flip `n` bytes inside `tensor`'s data in the file: torch.load still reads it (no CRC check)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor.numpy().tobytes()[:256])
+    assert at > 0
+    data[at + 64:at + 64 + n] = bytes(b ^ 0xFF for b in data[at + 64:at + 64 + n])
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_or_truncated_checkpoint_is_refused_naming_the_file(tmp_path):
+    m = _trained_like(embed_dim=32)
+    path = save_checkpoint(tmp_path / 'm.pt', m, ModelCard(name='t'))
+    assert read_checkpoint(path)[HASH_KEY] == content_digest(read_checkpoint(path))
+    moved = tmp_path / 'elsewhere' / 'moved.pt'  # the hash travels inside the file
+    moved.parent.mkdir()
+    path.rename(moved)
+    _flip(moved, m.state_dict()['proj.weight'])
+    torch.load(moved, weights_only=True)  # torch alone reads it as other weights
+    with pytest.raises(CheckpointError, match=f'{moved}: content differs from its hash'):
+        load_checkpoint(moved)
+    good = save_checkpoint(tmp_path / 'good.pt', m, ModelCard(name='t'))
+    good.write_bytes(good.read_bytes()[:-4000])
+    with pytest.raises(CheckpointError, match=f'{good}: unreadable checkpoint'):
+        load_checkpoint(good)
+
+
+def test_checkpoint_without_hash_loads_with_a_note(tmp_path, caplog):
+    m = _trained_like(embed_dim=32)
+    path = save_checkpoint(tmp_path / 'm.pt', m, ModelCard(name='t'))
+    old = {k: v for k, v in torch.load(path, weights_only=True).items() if k != HASH_KEY}
+    torch.save(old, path)  # as written before checkpoints had a hash
+    with caplog.at_level(logging.INFO, logger='blendclip_core.checkpoint'):
+        m2, _ = load_checkpoint(path)
+    assert f'{path} has no content hash' in caplog.text
+    assert torch.equal(_embed(m), _embed(m2))
+
+
+def test_shipped_default_model_carries_its_hash():
+    path = Path(__file__).resolve().parents[2] / 'models' / 'default' / 'blendclip-default.pt'
+    payload = read_checkpoint(path)
+    assert payload[HASH_KEY] == content_digest(payload)
 
 
 def _to_ulip(sd):
