@@ -15,9 +15,10 @@ import logging
 import os
 import sys
 
+from blendclip_core.checkpoint import CheckpointError
 from blendclip_core.train import distributed
 from blendclip_core.train.config import SYNTHETIC_DATA, ConfigError, load_config, to_dict
-from blendclip_core.train.loop import NonFiniteLossError, Trainer, find_latest_checkpoint
+from blendclip_core.train.loop import NonFiniteLossError, Trainer
 
 log = logging.getLogger('blendclip-train')
 
@@ -31,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "config's sources")
     p.add_argument('--out', help='output directory (overrides output_dir)')
     p.add_argument('--resume', nargs='?', const='auto',
-                   help="checkpoint to continue from, or 'auto' (latest in the output directory)")
+                   help="checkpoint to continue from, or 'auto' (the newest intact one in the output "
+                        "directory; damaged newer ones are skipped and named)")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config value, e.g. --set optim.lr=5e-4 (repeatable; YAML values)')
     p.add_argument('--max-steps', type=int, help='stop after this many steps (overrides max_steps)')
@@ -72,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
     resume = args.resume
-    if resume == 'auto':
-        resume = find_latest_checkpoint(cfg.output_dir)
-        if resume is None:
-            log.info('no checkpoint in %s: starting fresh', cfg.output_dir)
-    elif resume and not os.path.isfile(resume):
+    if resume and resume != 'auto' and not os.path.isfile(resume):
         print(f'blendclip-train: checkpoint to resume from not found: {resume}', file=sys.stderr)
         return 2
     dist_info = distributed.init_distributed(cfg.device)
@@ -87,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f'blendclip-train: cannot set up training: {e}', file=sys.stderr)
             return 2
         summary = trainer.fit(resume=resume)
+    except CheckpointError as e:  # damaged checkpoint(s): the message names them
+        print(f'blendclip-train: cannot resume: {e}', file=sys.stderr)
+        return 2
     except NonFiniteLossError as e:
         log.error('%s', e)
         return 3

@@ -3,6 +3,8 @@
 `Trainer(config).fit()` is all the CLI does. The batch at step s is a pure function of (seed, s, rank)
 (see curriculum and sources), the checkpoint holds everything else that changes (weights, optimizer,
 scheduler, RNG, counters), so `--resume` continues the exact trajectory of an uninterrupted run.
+Checkpoints carry a content hash (blendclip_core.checkpoint.seal); `--resume` (auto) takes the newest
+one that is intact and names every newer one it skipped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import time
 import warnings
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from blendclip_core.atomic import atomic_write
+from blendclip_core.atomic import atomic_write, atomic_write_bytes, remove_stale_temporaries
+from blendclip_core.checkpoint import CheckpointError, init_from_checkpoint, read_checkpoint, seal
 from blendclip_core.train import curriculum, distributed, optim
 from blendclip_core.train.config import TrainConfig, to_dict
 from blendclip_core.train.losses import PointTextImageLoss, total_loss
@@ -43,10 +45,10 @@ class NonFiniteLossError(RuntimeError):
 def create_encoder(cfg: TrainConfig) -> nn.Module:
     from blendclip_core.encoder import create_model
 
-    kwargs = dict(cfg.model.overrides)
+    encoder = create_model(cfg.model.name, **cfg.model.overrides)
     if cfg.model.init_checkpoint:
-        kwargs['checkpoint'] = cfg.model.init_checkpoint
-    return create_model(cfg.model.name, **kwargs)
+        init_from_checkpoint(encoder, cfg.model.init_checkpoint)
+    return encoder
 
 
 def embed_dim_of(encoder: nn.Module) -> int:
@@ -218,6 +220,11 @@ def atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, f)
 
 
+def save_training_checkpoint(state: dict, path: Path) -> None:
+    """Atomically, with the content hash that read_checkpoint checks."""
+    atomic_torch_save(seal(state), path)
+
+
 def rng_state() -> dict:
     """All RNG states as tensors and plain numbers, so the checkpoint loads with weights_only=True."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -248,6 +255,22 @@ def find_latest_checkpoint(output_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def newest_intact_checkpoint(output_dir: str | Path) -> tuple[Path, dict] | None:
+    """(path, payload) of the newest step checkpoint that loads and matches its content hash; newer
+    damaged ones (truncated, flipped bytes) are skipped with a warning naming them. None when there is
+    no checkpoint; CheckpointError when there are some but none is intact."""
+    ckpts = sorted((Path(output_dir) / 'checkpoints').glob(CHECKPOINT_GLOB), reverse=True)
+    for path in ckpts:
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointError as e:
+            log.warning('skipping damaged checkpoint %s: %s', path.name, e)
+    if ckpts:
+        raise CheckpointError(f'no intact checkpoint in {Path(output_dir) / "checkpoints"}: all '
+                              f'{len(ckpts)} are damaged ({", ".join(p.name for p in ckpts[:5])})')
+    return None
+
+
 # ----------------------------------------------------------------------------------------- trainer
 
 
@@ -273,9 +296,7 @@ class MetricsLog:
             # Drop what the interrupted run logged after its checkpoint: one trajectory in the file.
             keep = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line)['step'] <= resume_step]
-            tmp = self.path.with_suffix('.tmp')
-            tmp.write_text(''.join(k + '\n' for k in keep))
-            os.replace(tmp, self.path)
+            atomic_write_bytes(self.path, ''.join(k + '\n' for k in keep).encode())
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.writer = None
@@ -385,20 +406,26 @@ class Trainer:
         state = self.state_dict()
         state['module'] = self._ckpt_module_state()
         path = self.out / 'checkpoints' / f'step_{self.state.step:08d}.pt'
-        atomic_torch_save(state, path)
+        save_training_checkpoint(state, path)
         ckpts = sorted(path.parent.glob(CHECKPOINT_GLOB))
         for old in ckpts[:-self.cfg.checkpoint.keep_last] if self.cfg.checkpoint.keep_last > 0 else []:
             old.unlink(missing_ok=True)
         log.info('checkpoint %s', path)
         return path
 
-    def load(self, path: str | Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+    def load(self, path: str | Path, ckpt: dict | None = None) -> None:
+        """Continue from checkpoint `path` (`ckpt`: its payload, when already read)."""
+        if ckpt is None:
+            ckpt = read_checkpoint(path)  # on the CPU: load_state_dict copies onto the model's device
+        missing = [k for k in ('module', 'optimizer', 'scheduler', 'rng', 'state') if k not in ckpt]
+        if missing:
+            raise CheckpointError(f'{path}: not a training checkpoint (no {", ".join(missing)}); an exported '
+                                  f'encoder goes in model.init_checkpoint')
         try:
             self.module.load_state_dict(ckpt['module'])
         except RuntimeError as e:
-            raise ValueError(f'{path} does not fit this model (was it written with another model '
-                             f'config?): {e}') from e
+            raise CheckpointError(f'{path} does not fit this model (was it written with another model '
+                                  f'config?): {e}') from e
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.scheduler.load_state_dict(ckpt['scheduler'])
         set_rng_state(ckpt['rng'])
@@ -446,7 +473,7 @@ class Trainer:
             if self.cfg.checkpoint.keep_best:
                 state = self.state_dict()
                 state['module'] = self._ckpt_module_state()
-                atomic_torch_save(state, self.out / 'checkpoints' / 'best.pt')
+                save_training_checkpoint(state, self.out / 'checkpoints' / 'best.pt')
 
     # -------------------------------------------------------------------------------------------- fit
 
@@ -459,11 +486,32 @@ class Trainer:
         return max(1, int(round(self.cfg.eval.every_epochs * self.steps_per_epoch))) \
             if self.cfg.eval.every_epochs > 0 else 0
 
-    def fit(self, resume: str | Path | None = None) -> dict:
-        if resume:
+    def resume(self, resume: str | Path) -> Path | None:
+        """Load checkpoint `resume`, or with 'auto' the newest intact one of the output directory (None:
+        there is none, start fresh). Damaged files raise CheckpointError naming them."""
+        if str(resume) != 'auto':
             self.load(resume)
+            return Path(resume)
+        found = newest_intact_checkpoint(self.out)
+        if found is None:
+            log.info('no checkpoint in %s: starting fresh', self.out)
+            return None
+        self.load(*found)
+        return found[0]
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporaries a run killed mid-write left (checkpoints, export, metrics): never read, only swept."""
+        n = sum(remove_stale_temporaries(d) for d in (self.out, self.out / 'checkpoints'))
+        if n:
+            log.info('removed %d temporary file(s) left by an interrupted run in %s', n, self.out)
+
+    def fit(self, resume: str | Path | None = None) -> dict:
+        """Train to the end; `resume`: a checkpoint path or 'auto' (see `resume`)."""
+        if self.dist.is_main:
+            self.remove_stale_temporaries()
+        resumed = self.resume(resume) if resume else None
         self.out.mkdir(parents=True, exist_ok=True)
-        metrics = MetricsLog(self.out, self.state.step if resume else None, self.cfg.log.tensorboard) \
+        metrics = MetricsLog(self.out, self.state.step if resumed else None, self.cfg.log.tensorboard) \
             if self.dist.is_main else None
         if self.dist.is_main:
             import yaml
