@@ -4,8 +4,14 @@
 
 Frames: the 64 first real annotated boxes; 64 random boxes of nuScenes-like sizes placed over the
 sweep (more points per box than the real ones); 10,000 random boxes; one box holding the whole cloud
-(capped at 8,192). Side by side: the per-box loop (transform every point into each box) that
-reference code uses. p50/p99 over --repeats calls, single process, numpy only.
+(capped at 8,192); these two without the per-frame limits (`CropLimits.unbounded()`), to time the
+algorithm itself. Side by side: the per-box loop (transform every point into each box) that reference
+code uses. p50/p99 over --repeats calls, single process, numpy only.
+
+Hostile frames (issue #14), with the default limits: 46 boxes 29 x 29 m over the ground (each holds most
+of the sweep), the same 2,048 times (also tilted), the 69 real boxes in millimetres, 2,048 random huge
+boxes. With --model the whole frame (crop + the shipped model on the CPU, `run_frame`) is timed too:
+`worst_hostile_frame_ms` is the goal of < 1 s.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blendclip_core.geometry import Boxes  # noqa: E402
-from blendclip_core.preprocess import crop_objects  # noqa: E402
+from blendclip_core.preprocess import CropLimits, crop_objects  # noqa: E402
 
 SAMPLE = ROOT / 'data' / 'nuscenes_sample'
 
@@ -45,6 +51,45 @@ def random_boxes(rng, n, points):
     kinds = np.array([[0.7, 0.7, 1.8], [4.5, 1.9, 1.6], [11.0, 2.9, 3.5], [0.4, 0.4, 1.0], [2.0, 0.5, 1.0]])
     sizes = kinds[rng.integers(0, len(kinds), n)] * rng.uniform(0.8, 1.2, (n, 1))
     return Boxes.from_yaw(centers, sizes, rng.uniform(-np.pi, np.pi, n))
+
+
+def hostile_frames(rng, real: Boxes) -> dict[str, Boxes]:
+    """Box sets that cost seconds and gigabytes per frame before the per-frame limits."""
+    def ground(n, tilt=False):
+        centers = np.column_stack([rng.uniform(-2, 2, (n, 2)), np.full(n, -0.8)])
+        boxes = Boxes.from_yaw(centers, np.tile([29.0, 29.0, 2.3], (n, 1)), rng.uniform(-3, 3, n))
+        if not tilt:
+            return boxes
+        return Boxes(boxes.centers, boxes.sizes, boxes.quaternions + rng.normal(0, 0.05, (n, 4)), boxes.ids)
+
+    n = 2048
+    return {'ground46': ground(46), 'ground2048': ground(n), 'ground2048_tilted': ground(n, tilt=True),
+            'mm69': Boxes(real.centers, real.sizes * 1000, real.quaternions, real.ids),
+            'huge2048': Boxes.from_yaw(rng.uniform(-50, 50, (n, 3)), rng.uniform(100, 1e4, (n, 3)),
+                                       rng.uniform(-3, 3, n))}
+
+
+def frame_times(points, frames: dict[str, Boxes], repeats: int) -> dict[str, float]:
+    """Worst wall time of run_frame (crop + shipped model on the CPU) per hostile frame."""
+    import torch
+
+    from blendclip_core.classifier import ZeroShotClassifier
+    from blendclip_core.pipeline import run_frame
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    classifier = ZeroShotClassifier.from_checkpoint(None, device='cpu')
+    res = {}
+    for name, boxes in frames.items():
+        run_frame(points, boxes, classifier)  # first call of a size allocates
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            frame = run_frame(points, boxes, classifier)
+            ts.append((time.perf_counter() - t) * 1e3)
+        res[f'frame_{name}_ms_max'] = max(ts)
+        res[f'frame_{name}_encoder_points'] = int(frame.cropped.batch.counts.sum())
+    res['worst_hostile_frame_ms'] = max(v for k, v in res.items() if k.endswith('_ms_max'))
+    return res
 
 
 def per_box_loop(points, boxes):
@@ -71,6 +116,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'preprocess.json'))
     p.add_argument('--repeats', type=int, default=500)
+    p.add_argument('--model', action='store_true',
+                   help='also time whole hostile frames (crop + the shipped model on the CPU)')
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     points, real = load_sweep()
@@ -85,9 +132,16 @@ def main(argv=None) -> int:
     res['random64_canonical_ms_p50'], _ = timeit(lambda: crop_objects(points, rand64, canonical_yaw=True),
                                                  dense)
     res['random64_points_in_boxes'] = int(crop_objects(points, rand64).points_in_box.sum())
-    res['boxes10k_ms_p50'], _ = timeit(lambda: crop_objects(points, many), 3)
-    res['boxes10k_points_in_boxes'] = int(crop_objects(points, many).points_in_box.sum())
-    res['whole_cloud_box_ms_p50'], _ = timeit(lambda: crop_objects(points, huge), 20)
+    free = CropLimits.unbounded()
+    res['boxes10k_ms_p50'], _ = timeit(lambda: crop_objects(points, many, limits=free), 3)
+    res['boxes10k_points_in_boxes'] = int(crop_objects(points, many, limits=free).points_in_box.sum())
+    res['whole_cloud_box_ms_p50'], _ = timeit(lambda: crop_objects(points, huge, limits=free), 20)
+    hostile = hostile_frames(rng, real)
+    for name, boxes in hostile.items():
+        res[f'hostile_{name}_crop_ms_p50'], res[f'hostile_{name}_crop_ms_p99'] = timeit(
+            lambda b=boxes: crop_objects(points, b), 5)
+    if args.model:
+        res.update(frame_times(points, hostile, 5))
     res['real64_per_box_loop_ms_p50'], _ = timeit(lambda: per_box_loop(points, real64), 20)
     res['cloud_points'] = len(points)
     res['load_average_1min'] = float(os.getloadavg()[0])  # this machine is shared: context for the numbers

@@ -59,7 +59,8 @@ def yaw_to_quaternion(yaw: np.ndarray) -> np.ndarray:
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     """(N, 4) quaternions (x, y, z, w), normalised here -> (N, 3, 3) rotation matrices."""
     q = _rescaled(np.asarray(q, dtype=np.float64))
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    with np.errstate(invalid='ignore', divide='ignore'):  # zero/NaN rows (invalid boxes) give NaN
+        q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return np.stack(
         [
@@ -171,8 +172,9 @@ class Boxes:
         centers = self.centers @ rotation.T + np.asarray(translation, dtype=np.float64)
         q_rot = matrix_to_quaternion(rotation[None])[0]
         # extreme-magnitude quaternions are rescaled first: the product would overflow to inf
-        quats = quaternion_multiply(np.broadcast_to(q_rot, self.quaternions.shape),
-                                    _rescaled(self.quaternions))
+        with np.errstate(invalid='ignore', over='ignore'):  # inf/NaN rows stay invalid
+            quats = quaternion_multiply(np.broadcast_to(q_rot, self.quaternions.shape),
+                                        _rescaled(self.quaternions))
         return Boxes(centers, self.sizes, quats, self.ids, frame_id, self.detector_labels,
                      self.detector_scores)
 

@@ -190,3 +190,29 @@ def test_labelled_objects_to_vision_msgs():
     assert out.detections[3].bbox.size.z == labelled.objects[3].size.z
     round_trip = vision.boxes_from_detection3d_array(out)
     assert round_trip.detector_labels == ('car', '', '', '')
+
+
+def test_huge_and_degenerate_quaternions_over_the_wire():
+    """Issue #14: a box message whose quaternion is 1e30 or 1e300 times a unit one describes the same
+    box (valid, same rotation, also through a static transform); zero, NaN and inf ones are invalid."""
+    from blendclip_core.geometry import quaternion_to_matrix
+
+    rng = np.random.default_rng(9)
+    unit = rng.normal(size=(1, 4))
+    unit /= np.linalg.norm(unit)
+    quats = np.vstack([unit, unit * 1e30, unit * 1e300, -unit * 1.7e308, np.zeros((1, 4)),
+                       [[0, 0, np.nan, 1]], [[np.inf, 0, 0, 1]]])
+    n = len(quats)
+    boxes = Boxes(np.zeros((n, 3)), np.ones((n, 3)), quats, tuple(str(i) for i in range(n)), 'LIDAR_TOP')
+    back = conv.boxes_from_msg(wire(conv.boxes_to_msg(boxes)))
+    np.testing.assert_array_equal(back.quaternions, quats)  # passed through unchanged
+    assert back.valid_mask().tolist() == [True] * 4 + [False] * 3
+    rot = back.rotations[:4]
+    for r in rot[1:]:
+        np.testing.assert_allclose(r, rot[0], atol=1e-12)
+    np.testing.assert_allclose(back.yaws[1:4], back.yaws[0], atol=1e-12)
+    turn = quaternion_to_matrix(np.array([[0, 0, np.sin(0.4), np.cos(0.4)]]))[0]
+    moved = back.transformed(turn, np.array([1.0, 2.0, 3.0]), 'base_link')
+    assert moved.valid_mask().tolist() == [True] * 4 + [False] * 3
+    for r in moved.rotations[:4]:
+        np.testing.assert_allclose(r, turn @ rot[0], atol=1e-12)
