@@ -18,7 +18,9 @@ class ObjectStatus(IntEnum):
 
     OK = 0
     NO_POINTS = 1  # too few points inside the box (below min_points)
-    INVALID_BOX = 2  # non-finite pose, zero/negative size
+    # non-finite pose, zero/negative size, zero/non-finite quaternion, larger than MAX_BOX_SIZE or
+    # MAX_BOX_VOLUME (geometry), or a valid box after the frame's first MAX_FRAME_OBJECTS (preprocess)
+    INVALID_BOX = 2
     BELOW_THRESHOLD = 3  # classified, but the best score is under the score threshold
 
 
