@@ -71,7 +71,7 @@ class NodeParams:
     sync_queue_size: int = 10
     max_stamp_age: float = 0.0
     max_stamp_future: float = 5.0
-    stamp_jump_reset: float = 2.0
+    stamp_jump_reset: float = 10.0
     static_transforms: tuple[str, ...] = ()
     cloud_topic: str = 'lidar/points'
     boxes_topic: str = 'detections'
