@@ -425,13 +425,16 @@ def _cap(pt: np.ndarray, bx: np.ndarray, counts: np.ndarray, max_points: int):
     if len(over) == 0:
         return pt, bx
     starts = np.cumsum(counts) - counts
-    keep = np.ones(len(pt), dtype=bool)
+    keep = np.zeros(len(pt), dtype=bool)
+    # default_rng(CAP_SEED) per box, made by resetting one generator's state: same draws, 3x cheaper
+    # (thousands of boxes over the cap when MAX_FRAME_POINTS lowers it)
+    bits = np.random.PCG64(CAP_SEED)
+    seeded, rng = bits.state, np.random.Generator(bits)
     for b in over:
-        n = counts[b]
-        chosen = np.random.default_rng(CAP_SEED).choice(n, size=max_points, replace=False)
-        drop = np.ones(n, dtype=bool)
-        drop[chosen] = False
-        keep[starts[b]:starts[b] + n][drop] = False
+        bits.state = seeded
+        keep[starts[b] + rng.choice(counts[b], size=max_points, replace=False)] = True
+    under = counts <= max_points
+    keep[np.repeat(under, counts)] = True
     return pt[keep], bx[keep]
 
 
