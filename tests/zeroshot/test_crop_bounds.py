@@ -147,3 +147,16 @@ def test_limits_reject_nonsense():
     for kwargs in ({'max_box_size': 0}, {'max_pairs': -1}, {'max_frame_points': 0}):
         with pytest.raises(CropError):
             CropLimits(**kwargs)
+
+
+def test_a_huge_margin_is_bounded_like_huge_boxes(nuscenes_sweep):
+    """The size limits apply to the boxes as given; a margin that grows every box over the whole cloud
+    still meets the pair and point budgets."""
+    points, boxes, _ = nuscenes_sweep
+    many = _concat(*[Boxes(boxes.centers, boxes.sizes, boxes.quaternions, tuple(f'{k}{i}' for i in boxes.ids))
+                     for k in range(8)])
+    cropped = crop_objects(points, many, margin=1e5)
+    assert (cropped.status == ObjectStatus.OK).all()
+    assert cropped.examined_fraction < MAX_FRAME_PAIRS / (len(points) * len(many)) * 1.01
+    assert cropped.batch.counts.sum() <= MAX_FRAME_POINTS
+    np.testing.assert_allclose(cropped.points_in_box, len(points), rtol=0.05)  # each holds all of it
