@@ -8,6 +8,7 @@ old or the new vocabulary, never a mix; the encoder is never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -29,10 +30,8 @@ from blendclip_core.types import ObjectBatch, ObjectStatus, Predictions
 from blendclip_core.vocabulary import (
     DEFAULT_TEMPLATES,
     DRIVING,
-    MAX_LABEL_CHARS,
-    MAX_LABELS,
-    MAX_TEMPLATE_CHARS,
-    MAX_TEMPLATES,
+    VocabularyError,  # noqa: F401 - raised by validate_vocabulary; callers catch it from here too
+    validate_vocabulary,
     vocabulary_version,
 )
 
@@ -46,61 +45,14 @@ class ClassifierError(ValueError):
     """A classifier that cannot be built as asked (dimension mismatch, missing text space)."""
 
 
-class VocabularyError(ValueError):
-    """Labels or templates that cannot form a vocabulary; the message says which and why."""
-
-
 @dataclass(frozen=True)
-class Vocabulary:
+class EmbeddedVocabulary:
     """Labels, templates and their (V, D) normalised text embeddings on the classifier's device."""
 
     labels: tuple[str, ...]
     templates: tuple[str, ...]
     embeddings: torch.Tensor
     version: str
-
-
-def validate_vocabulary(labels: Sequence[str],
-                        templates: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Cleaned (labels, templates) or VocabularyError: non-empty, unique, non-blank, bounded."""
-    if isinstance(labels, str) or isinstance(templates, str):
-        raise VocabularyError('labels and templates must be lists of strings, not one string')
-    labels, templates = list(labels), list(templates)
-    if not labels:
-        raise VocabularyError('the vocabulary needs at least one label')
-    if len(labels) > MAX_LABELS:
-        raise VocabularyError(f'{len(labels)} labels: at most {MAX_LABELS} are allowed')
-    clean, seen = [], {}
-    for i, label in enumerate(labels):
-        if not isinstance(label, str):
-            raise VocabularyError(f'label {i} is a {type(label).__name__}, not a string')
-        label = ' '.join(label.split())
-        if not label:
-            raise VocabularyError(f'label {i} is blank')
-        if len(label) > MAX_LABEL_CHARS:
-            raise VocabularyError(f'label {i} has {len(label)} characters: at most {MAX_LABEL_CHARS}')
-        key = label.casefold()
-        if key in seen:
-            raise VocabularyError(f'label {label!r} appears twice (positions {seen[key]} and {i})')
-        seen[key] = i
-        clean.append(label)
-    if not templates:
-        raise VocabularyError('at least one prompt template is needed')
-    if len(templates) > MAX_TEMPLATES:
-        raise VocabularyError(f'{len(templates)} prompt templates: at most {MAX_TEMPLATES} are allowed')
-    for t in templates:
-        if isinstance(t, str) and len(t) > MAX_TEMPLATE_CHARS:
-            raise VocabularyError(f'template {t[:40]!r}... has {len(t)} characters: '
-                                  f'at most {MAX_TEMPLATE_CHARS}')
-        if not isinstance(t, str) or t.count('{}') != 1:
-            raise VocabularyError(f'template {t!r} must contain exactly one {{}} for the label')
-        try:
-            t.format('x')
-        except (IndexError, KeyError, ValueError) as err:
-            raise VocabularyError(f'template {t!r} is not a plain format string: {err}') from err
-    if len(set(templates)) != len(templates):
-        raise VocabularyError('templates must be unique')
-    return tuple(clean), tuple(templates)
 
 
 PRECISIONS = ('bf16', 'fp32')
@@ -145,13 +97,13 @@ class ZeroShotClassifier:
         if embed_dim is not None and text_space.dim != embed_dim:
             raise ClassifierError(f'encoder embeds into {embed_dim} dimensions but text space '
                                   f'{text_space.spec} has {text_space.dim}: they were not trained together')
-        self._vocab: Vocabulary | None = None
+        self._vocab: EmbeddedVocabulary | None = None
         self.set_vocabulary(labels, templates)
 
     # ----------------------------------------------------------------------------------- vocabulary
 
     @property
-    def vocabulary(self) -> Vocabulary:
+    def vocabulary(self) -> EmbeddedVocabulary:
         return self._vocab
 
     @property
@@ -170,7 +122,8 @@ class ZeroShotClassifier:
     def text_space_spec(self) -> str:
         return self.text_space.spec
 
-    def set_vocabulary(self, labels: Sequence[str], templates: Sequence[str] | None = None) -> Vocabulary:
+    def set_vocabulary(self, labels: Sequence[str],
+                       templates: Sequence[str] | None = None) -> EmbeddedVocabulary:
         """Embed a new vocabulary and swap it in atomically; the encoder is not touched.
 
         templates=None keeps the current ones. Raises VocabularyError (nothing changes) on bad input.
@@ -178,7 +131,7 @@ class ZeroShotClassifier:
         return self.use_vocabulary(self.build_vocabulary(labels, templates))
 
     def build_vocabulary(self, labels: Sequence[str], templates: Sequence[str] | None = None,
-                         device: str | torch.device | None = None) -> Vocabulary:
+                         device: str | torch.device | None = None) -> EmbeddedVocabulary:
         """Embed a vocabulary without using it (the slow part: callers may run it on another thread
         while this classifier keeps classifying). device: where the embeddings go (default: the
         classifier's; 'cpu' leaves the copy to `use_vocabulary`). Raises VocabularyError on bad input."""
@@ -187,12 +140,12 @@ class ZeroShotClassifier:
         labels, templates = validate_vocabulary(labels, templates)
         emb = embed_vocabulary(self.text_space, labels, templates, self.cache_dir)
         version = vocabulary_version(labels, templates, self.text_space.cache_key)
-        return Vocabulary(labels, templates, emb.to(device or self.device), version)
+        return EmbeddedVocabulary(labels, templates, emb.to(device or self.device), version)
 
-    def use_vocabulary(self, vocab: Vocabulary) -> Vocabulary:
+    def use_vocabulary(self, vocab: EmbeddedVocabulary) -> EmbeddedVocabulary:
         """Swap in a built vocabulary (its embeddings moved to this classifier's device first)."""
         if vocab.embeddings.device != self.device:
-            vocab = Vocabulary(vocab.labels, vocab.templates, vocab.embeddings.to(self.device), vocab.version)
+            vocab = dataclasses.replace(vocab, embeddings=vocab.embeddings.to(self.device))
         self._vocab = vocab  # one reference assignment: readers see the old or the new, whole
         logger.info('vocabulary %s: %d labels x %d templates', vocab.version, len(vocab.labels),
                     len(vocab.templates))
@@ -252,7 +205,7 @@ class ZeroShotClassifier:
         return Predictions(idx, sc, np.zeros(n, np.int64), np.full(n, ObjectStatus.OK, np.int64),
                            vocab.labels, vocab.version)
 
-    def _top_k(self, emb: torch.Tensor, vocab: Vocabulary, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_k(self, emb: torch.Tensor, vocab: EmbeddedVocabulary, k: int) -> tuple[np.ndarray, np.ndarray]:
         probs = torch.softmax(self.logit_scale * emb @ vocab.embeddings.T, dim=-1)
         top = probs.topk(k, dim=-1)
         return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)

@@ -1,7 +1,9 @@
-"""Default vocabularies and prompt templates, as data.
+"""Default vocabularies and prompt templates, as data, and the one rule set a vocabulary must meet.
 
 Dataset class names (`construction_vehicle`) are what annotations carry; display names
 (`construction vehicle`) are what gets embedded, since the text encoder reads words, not identifiers.
+`validate_vocabulary` (labels: `validate_labels`, templates: `validate_templates`) is the only check:
+the classifier, the node's parameters and the tools all call it.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     'a 3D point cloud of a {}.',
 )
 
-# Limits of a vocabulary (the node's parameters and the classifier check the same ones). They bound what
-# one parameter change may cost: embedding is labels x templates texts.
+# Limits of a vocabulary (validate_vocabulary checks them for the node's parameters and the classifier).
+# They bound what one parameter change may cost: embedding is labels x templates texts.
 MAX_LABELS = 4096
 MAX_LABEL_CHARS = 200
 MAX_TEMPLATES = 64
@@ -90,3 +92,64 @@ def vocabulary_version(labels: Sequence[str], templates: Sequence[str], space_sp
     """
     payload = json.dumps([list(labels), list(templates), space_spec], ensure_ascii=False)
     return hashlib.sha256(payload.encode('utf-8')).hexdigest()[:12]
+
+
+class VocabularyError(ValueError):
+    """Labels or templates that cannot form a vocabulary; the message says which and why."""
+
+
+def validate_vocabulary(labels: Sequence[str],
+                        templates: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Cleaned (labels, templates) or VocabularyError: non-empty, unique, non-blank, bounded."""
+    return validate_labels(labels), validate_templates(templates)
+
+
+def validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    """Labels with runs of whitespace collapsed, or VocabularyError ('a  b' and 'A b' collide)."""
+    if isinstance(labels, str):
+        raise VocabularyError('labels must be a list of strings, not one string')
+    labels = list(labels)
+    if not labels:
+        raise VocabularyError('the vocabulary needs at least one label')
+    if len(labels) > MAX_LABELS:
+        raise VocabularyError(f'{len(labels)} labels: at most {MAX_LABELS} are allowed')
+    clean, seen = [], {}
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise VocabularyError(f'label {i} is a {type(label).__name__}, not a string')
+        label = ' '.join(label.split())
+        if not label:
+            raise VocabularyError(f'label {i} is empty or blank')
+        if len(label) > MAX_LABEL_CHARS:
+            raise VocabularyError(f'label {label[:40]!r}... is longer than {MAX_LABEL_CHARS} characters '
+                                  f'({len(label)}): at most {MAX_LABEL_CHARS} are allowed')
+        key = label.casefold()
+        if key in seen:
+            raise VocabularyError(f'label {label!r} appears twice (positions {seen[key]} and {i})')
+        seen[key] = i
+        clean.append(label)
+    return tuple(clean)
+
+
+def validate_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """Prompt templates (each a plain format string with one {} for the label), or VocabularyError."""
+    if isinstance(templates, str):
+        raise VocabularyError('templates must be a list of strings, not one string')
+    templates = list(templates)
+    if not templates:
+        raise VocabularyError('at least one prompt template is needed')
+    if len(templates) > MAX_TEMPLATES:
+        raise VocabularyError(f'{len(templates)} prompt templates: at most {MAX_TEMPLATES} are allowed')
+    for t in templates:
+        if isinstance(t, str) and len(t) > MAX_TEMPLATE_CHARS:
+            raise VocabularyError(f'template {t[:40]!r}... is longer than {MAX_TEMPLATE_CHARS} characters '
+                                  f'({len(t)}): at most {MAX_TEMPLATE_CHARS} are allowed')
+        if not isinstance(t, str) or t.count('{}') != 1:
+            raise VocabularyError(f"template {t!r} must contain exactly one '{{}}' for the label")
+        try:
+            t.format('x')
+        except (IndexError, KeyError, ValueError) as err:
+            raise VocabularyError(f'template {t!r} is not a format string with one {{}}: {err}') from err
+    if len(set(templates)) != len(templates):
+        raise VocabularyError('templates must be unique')
+    return tuple(templates)

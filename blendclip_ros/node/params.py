@@ -25,10 +25,9 @@ from blendclip_core.geometry import quaternion_to_matrix
 from blendclip_core.vocabulary import (
     DEFAULT_TEMPLATES,
     DRIVING,
-    MAX_LABEL_CHARS,
-    MAX_LABELS,
-    MAX_TEMPLATE_CHARS,
-    MAX_TEMPLATES,
+    VocabularyError,
+    validate_labels,
+    validate_templates,
 )
 
 READ_ONLY = 'read-only'
@@ -261,9 +260,9 @@ def validate_topic(name: str, topic: str) -> str | None:
 def validate_dynamic(name: str, value: Any) -> str | None:
     """Reason to reject a run-time change of a dynamic parameter, None if it is fine."""
     if name == 'vocabulary':
-        return _validate_vocabulary(value)
+        return _vocabulary_reason(validate_labels, value)
     if name == 'prompt_templates':
-        return _validate_templates(value)
+        return _vocabulary_reason(validate_templates, value)
     spec = SPEC_BY_NAME[name]
     rng = spec.float_range or spec.int_range
     if isinstance(value, float) and not math.isfinite(value):
@@ -273,40 +272,12 @@ def validate_dynamic(name: str, value: Any) -> str | None:
     return None
 
 
-def _validate_vocabulary(labels: Sequence[str]) -> str | None:
-    labels = list(labels or ())
-    if not labels:
-        return 'vocabulary must hold at least one label'
-    if len(labels) > MAX_LABELS:
-        return f'vocabulary has {len(labels)} labels, at most {MAX_LABELS} are allowed'
-    seen = set()
-    for label in labels:
-        text = str(label).strip()
-        if not text:
-            return 'vocabulary labels must not be empty'
-        if len(text) > MAX_LABEL_CHARS:
-            return f'vocabulary label {text[:40]!r}... is longer than {MAX_LABEL_CHARS} characters'
-        if text.lower() in seen:
-            return f'vocabulary label {text!r} appears twice'
-        seen.add(text.lower())
-    return None
-
-
-def _validate_templates(templates: Sequence[str]) -> str | None:
-    templates = list(templates or ())
-    if not templates:
-        return 'prompt_templates must hold at least one template'
-    if len(templates) > MAX_TEMPLATES:
-        return f'prompt_templates has {len(templates)} templates, at most {MAX_TEMPLATES} are allowed'
-    for t in templates:
-        if len(str(t)) > MAX_TEMPLATE_CHARS:
-            return f'prompt template {str(t)[:40]!r}... is longer than {MAX_TEMPLATE_CHARS} characters'
-        if str(t).count('{}') != 1:
-            return f"prompt template {t!r} must contain exactly one '{{}}'"
-        try:
-            str(t).format('x')
-        except (IndexError, KeyError, ValueError) as exc:
-            return f'prompt template {t!r} is not a format string with one {{}}: {exc}'
+def _vocabulary_reason(check, values: Sequence[str]) -> str | None:
+    """The core vocabulary rules (blendclip_core.vocabulary), as a rejection reason or None."""
+    try:
+        check(list(values or ()))
+    except VocabularyError as exc:
+        return str(exc)
     return None
 
 
