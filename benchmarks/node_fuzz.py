@@ -97,6 +97,9 @@ class Campaign:
         self.frame_ms: list[float] = []  # e2e of frames with hostile boxes that were answered
         self.params_accepted: Counter[str] = Counter()
         self.unanswered: Counter[str] = Counter()  # hostile-box frames the node neither labelled nor counted
+        self.worst_by_kind: dict[str, float] = {}
+        self.valid_ms: list[float] = []  # e2e of valid frames, the yardstick for the worst hostile one
+        self.rss_mb: dict[str, float] = {}
 
     def _start(self) -> subprocess.Popen:
         from node_bench import start_node
@@ -147,25 +150,27 @@ class Campaign:
         self.client.boxes_pub.publish(msg)
         return sec * 1_000_000_000 + nanosec
 
-    def lockstep(self, cloud, boxes) -> float | None:
-        """Send one frame now, wait for its labels or for the node to count it skipped or failed.
-        -> e2e ms if labelled, None if counted without labels, nan if neither came in time."""
+    def lockstep(self, cloud, boxes, may_skip: bool = True) -> float | None:
+        """Send one frame now, wait for its labels or (`may_skip`) for the node to count a frame skipped
+        or failed. -> e2e ms if labelled, None if counted without labels, nan if neither came in time.
+        A valid frame must be labelled: a skip counted meanwhile belongs to an earlier hostile frame."""
         client = self.client
         done_before = self.frame_done_counter()
         stamp = client.next_stamp()
         t0 = time.perf_counter()
         self.publish_frame(cloud, boxes, stamp // 1_000_000_000, stamp % 1_000_000_000)
-        client.spin_until(lambda: stamp in client.received_at or self.frame_done_counter() > done_before,
-                          self.args.frame_timeout)
+        client.spin_until(lambda: stamp in client.received_at
+                          or (may_skip and self.frame_done_counter() > done_before), self.args.frame_timeout)
         if stamp in client.received_at:
             return (time.perf_counter() - t0) * 1e3
-        return None if self.frame_done_counter() > done_before else float('nan')
+        return None if may_skip and self.frame_done_counter() > done_before else float('nan')
 
     def valid_frame(self, phase: str) -> None:
         self.valid[f'{phase}_sent'] += 1
-        ms = self.lockstep(self.sample.cloud, self.sample.boxes)
+        ms = self.lockstep(self.sample.cloud, self.sample.boxes, may_skip=False)
         if ms is not None and ms == ms:
             self.valid[f'{phase}_answered'] += 1
+            self.valid_ms.append(ms)
 
     def valid_frames(self, phase: str, n: int) -> None:
         for _ in range(n):
@@ -195,6 +200,7 @@ class Campaign:
                 self.unanswered[h.kind] += 1
             elif ms is not None:
                 self.frame_ms.append(ms)
+                self.worst_by_kind[h.kind] = max(ms, self.worst_by_kind.get(h.kind, 0.0))
         else:
             stamp = self.client.next_stamp()
             self.publish_frame(*h.payload, stamp // 1_000_000_000, stamp % 1_000_000_000)
@@ -220,6 +226,8 @@ class Campaign:
             if (i + 1) % self.args.valid_every == 0:
                 self.check_alive('hostile')
                 self.valid_frame('during')
+            if i + 1 == self.args.messages // 10:  # allocator high-water marks are reached by now
+                self.rss_mb['warm'] = node_rss_mb(self.proc.pid)
             if (i + 1) % 500 == 0:
                 print(f'{i + 1}/{self.args.messages} hostile inputs, {len(self.crashes)} crashes, '
                       f'valid answered {self.valid["during_answered"]}/{self.valid["during_sent"]}',
@@ -332,25 +340,24 @@ def run(args) -> dict:
     try:
         c.wait_ready()
         c.valid_frames('warmup', 3)  # first frames pay for lazy initialisation
-        rss_before = node_rss_mb(c.proc.pid)
+        c.rss_mb['before'] = node_rss_mb(c.proc.pid)
         c.valid_frames('before', args.valid_frames)
         t0 = time.monotonic()
         c.hostile()
         hostile_s = time.monotonic() - t0
         c.valid_frames('after', args.valid_frames)
-        rss_after = node_rss_mb(c.proc.pid)
+        c.rss_mb['after'] = node_rss_mb(c.proc.pid)
         gap = c.vocabulary_change()
         c.client.spin_until(lambda: False, 1.0)
         counters = dict(c.client.counters())
     finally:
         c.close()
     tracebacks = sum(log.read_text(errors='replace').count('Traceback') for log in c.logs)
-    return summarise(args, c, gap, counters, rss_after - rss_before, hostile_s, tracebacks)
+    return summarise(args, c, gap, counters, hostile_s, tracebacks)
 
 
-def summarise(args, c: Campaign, gap: dict, counters: dict, rss_growth: float, hostile_s: float,
-              tracebacks: int) -> dict:
-    v = c.valid
+def summarise(args, c: Campaign, gap: dict, counters: dict, hostile_s: float, tracebacks: int) -> dict:
+    v, rss = c.valid, c.rss_mb
 
     def fraction(phase: str) -> float:
         return v[f'{phase}_answered'] / max(1, v[f'{phase}_sent'])
@@ -362,9 +369,14 @@ def summarise(args, c: Campaign, gap: dict, counters: dict, rss_growth: float, h
         'fuzz_valid_frames_answered_fraction_before': fraction('before'),
         'fuzz_valid_frames_answered_fraction_during': fraction('during'),
         'fuzz_valid_frames_answered_fraction_after': fraction('after'),
-        # the same process before and after the hostile inputs (meaningless across a restart)
-        'fuzz_rss_growth_mb': rss_growth if not c.crashes else float('nan'),
+        # the same process (meaningless across a restart): from the first tenth of the hostile inputs
+        # (allocator high-water marks reached) to their end, the leak figure; and from before them
+        'fuzz_rss_growth_mb': float('nan') if c.crashes else rss['after'] - rss.get('warm', rss['before']),
+        'fuzz_rss_growth_from_start_mb': rss['after'] - rss['before'] if not c.crashes else float('nan'),
+        'node_rss_mb': rss['after'],
         'worst_frame_ms': max(c.frame_ms, default=float('nan')),
+        'valid_frame_ms_p50': float(np.median(c.valid_ms)) if c.valid_ms else float('nan'),
+        'valid_frame_ms_max': max(c.valid_ms, default=float('nan')),
         'hostile_frames_timed': len(c.frame_ms),
         'hostile_frames_unanswered': sum(c.unanswered.values()),
         'node_log_tracebacks': tracebacks,
@@ -380,6 +392,7 @@ def summarise(args, c: Campaign, gap: dict, counters: dict, rss_growth: float, h
         'kinds': dict(sorted(c.kinds.items())),
         'parameters_accepted': dict(c.params_accepted),
         'unanswered': dict(c.unanswered),
+        'worst_frame_ms_by_kind': {k: round(v, 1) for k, v in sorted(c.worst_by_kind.items())},
         'node_counters': {k: val for k, val in counters.items() if isinstance(val, (int, float))},
         'crashes': c.crashes,
         '_gap': gap,

@@ -10,8 +10,10 @@ One bad stamp must not poison the ordering state (`_last_paired_ns`), or every l
 stale until a reset:
 - a stamp more than `max_future_ns` ahead of the clock is dropped before it can pair (`from_future`);
   skipped while the clock reads 0 (simulated time before the first /clock message);
-- a stamp more than `jump_back_ns` older than the last pair is a restart (bag loop, clock reset): the
-  queues and the last pair are forgotten (`resets`) and the message starts the new timeline;
+- a stamp more than `jump_back_ns` older than the last pair may be a restart (bag loop, clock reset) or
+  one bad message: it waits in queues of its own (`jumped_back`), and only when a cloud and a box array
+  from there pair with each other are the old queues and the last pair forgotten (`resets`) and the new
+  timeline taken up from that pair. One message from the past can never flush a valid frame;
 - `stale_reset_after` stale messages in a row with no pair between them (a restart shorter than the
   jump bound, or a future pair let through with the future check off) reset the same way.
 """
@@ -28,6 +30,7 @@ BOXES = 'boxes'
 # Stale messages in a row (both inputs, no pair between them) taken to mean the stamps restarted: a
 # healthy stream has a stale message now and then, a restarted one has nothing else (2 s at 10 Hz).
 STALE_RESET_AFTER = 40
+DROP, PAST, NOW = 'drop', 'past', 'now'  # what _verdict says of an input's stamp
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SyncCounters:
     duplicate_stamp: int = 0  # a second message with the same stamp on the same stream
     from_future: int = 0  # stamp more than `max_future_ns` ahead of the clock
     resets: int = 0  # the stamps restarted (jump back, or a run of stale messages): state forgotten
+    jumped_back: int = 0  # stamp far behind the last pair: held apart until it pairs (then a reset)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -71,6 +75,8 @@ class StampSynchronizer:
         self.stale_reset_after = int(stale_reset_after)
         self.counters = SyncCounters()
         self._queues: dict[str, OrderedDict[int, Any]] = {CLOUD: OrderedDict(), BOXES: OrderedDict()}
+        # inputs from far behind the last pair: a new timeline if they pair among themselves
+        self._past: dict[str, OrderedDict[int, Any]] = {CLOUD: OrderedDict(), BOXES: OrderedDict()}
         self._last_paired_ns: int | None = None
         self._stale_run = 0  # stale messages since the last pair
         # Subscriptions may run on several executor threads; pairing must stay atomic.
@@ -92,7 +98,7 @@ class StampSynchronizer:
             self._forget()
 
     def _forget(self) -> None:
-        for q in self._queues.values():
+        for q in (*self._queues.values(), *self._past.values()):
             q.clear()
         self._last_paired_ns = None
         self._stale_run = 0
@@ -100,47 +106,57 @@ class StampSynchronizer:
     def _restart(self) -> None:
         """The stamps restarted: what is queued belongs to the old timeline."""
         self.counters.resets += 1
-        self.counters.evicted_unpaired += sum(len(q) for q in self._queues.values())
+        self.counters.evicted_unpaired += sum(len(q) for q in (*self._queues.values(), *self._past.values()))
         self._forget()
 
-    def _rejected(self, stamp_ns: int, now_ns: int | None) -> bool:
-        """Count and say True when the message must be dropped (the lock is held)."""
+    def _verdict(self, stamp_ns: int, now_ns: int | None) -> str:
+        """DROP (counted), PAST (far behind the last pair: held apart) or NOW. The lock is held."""
         clock = now_ns is not None and now_ns > 0  # 0: simulated time before the first /clock
         if self.max_future_ns and clock and stamp_ns - now_ns > self.max_future_ns:
             self.counters.from_future += 1
-            return True
-        last = self._last_paired_ns
-        if last is not None and self.jump_back_ns and last - stamp_ns > self.jump_back_ns:
-            self._restart()
-        elif last is not None and stamp_ns <= last:
-            self.counters.stale += 1
-            self._stale_run += 1
-            if self.stale_reset_after and self._stale_run >= self.stale_reset_after:
-                self._restart()  # this message was dropped; the next ones pair afresh
-            return True
+            return DROP
         if self.max_age_ns and clock and now_ns - stamp_ns > self.max_age_ns:
             self.counters.too_old += 1
-            return True
-        return False
+            return DROP
+        last = self._last_paired_ns
+        if last is None or stamp_ns > last:
+            return NOW
+        if self.jump_back_ns and last - stamp_ns > self.jump_back_ns:
+            self.counters.jumped_back += 1
+            return PAST
+        self.counters.stale += 1
+        self._stale_run += 1
+        if self.stale_reset_after and self._stale_run >= self.stale_reset_after:
+            self._restart()  # this message was dropped; the next ones pair afresh
+        return DROP
 
     def _add(self, stream: str, stamp_ns: int, msg: Any, now_ns: int | None) -> Pair | None:
         stamp_ns = int(stamp_ns)
         with self._lock:
-            if self._rejected(stamp_ns, now_ns):
+            verdict = self._verdict(stamp_ns, now_ns)
+            if verdict == DROP:
                 return None
-            other = self._queues[BOXES if stream == CLOUD else CLOUD]
-            match = self._closest(other, stamp_ns)
-            if match is None:
-                self._enqueue(self._queues[stream], stamp_ns, msg)
-                return None
-            partner = other.pop(match)
-            self._evict_older(max(stamp_ns, match))
-            self._last_paired_ns = max(stamp_ns, match)
-            self._stale_run = 0
-            self.counters.paired += 1
-            if stream == CLOUD:
-                return Pair(msg, partner, stamp_ns, match)
-            return Pair(partner, msg, match, stamp_ns)
+            pair = self._match(self._past if verdict == PAST else self._queues, stream, stamp_ns, msg)
+            if pair is not None and verdict == PAST:  # the stamps restarted: take up the new timeline
+                self._restart()
+                self._last_paired_ns = max(pair.cloud_stamp_ns, pair.boxes_stamp_ns)
+            return pair
+
+    def _match(self, queues: dict[str, OrderedDict[int, Any]], stream: str, stamp_ns: int,
+               msg: Any) -> Pair | None:
+        other = queues[BOXES if stream == CLOUD else CLOUD]
+        match = self._closest(other, stamp_ns)
+        if match is None:
+            self._enqueue(queues[stream], stamp_ns, msg)
+            return None
+        partner = other.pop(match)
+        self._evict_older(queues, max(stamp_ns, match))
+        self._last_paired_ns = max(stamp_ns, match)
+        self._stale_run = 0
+        self.counters.paired += 1
+        if stream == CLOUD:
+            return Pair(msg, partner, stamp_ns, match)
+        return Pair(partner, msg, match, stamp_ns)
 
     def _closest(self, queue: OrderedDict[int, Any], stamp_ns: int) -> int | None:
         best, best_gap = None, self.slop_ns + 1
@@ -163,8 +179,8 @@ class StampSynchronizer:
             queue.popitem(last=False)
             self.counters.evicted_unpaired += 1
 
-    def _evict_older(self, stamp_ns: int) -> None:
-        for queue in self._queues.values():
+    def _evict_older(self, queues: dict[str, OrderedDict[int, Any]], stamp_ns: int) -> None:
+        for queue in queues.values():
             for stamp in [s for s in queue if s <= stamp_ns]:
                 del queue[stamp]
                 self.counters.evicted_unpaired += 1

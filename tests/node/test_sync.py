@@ -109,9 +109,25 @@ def test_a_jump_back_beyond_the_bound_restarts_pairing():
     assert s.add_boxes(100 * S, 'b') is not None
     s.add_cloud(101 * S, 'waiting')  # queued when the bag loops: belongs to the old timeline
     assert s.add_cloud(99 * S, 'late') is None and s.counters.stale == 1  # within the bound: stale
-    assert s.add_cloud(10 * S, 'c-loop') is None  # 90 s back: the bag looped
-    assert s.counters.resets == 1 and s.pending() == {'cloud': 1, 'boxes': 0}
-    assert s.add_boxes(10 * S, 'b-loop').cloud == 'c-loop'
+    assert s.add_cloud(10 * S, 'c-loop') is None  # 90 s back: the bag looped, or one bad stamp
+    assert s.counters.jumped_back == 1 and s.counters.resets == 0  # held apart until it pairs
+    assert s.add_boxes(10 * S, 'b-loop').cloud == 'c-loop'  # both streams jumped: the bag looped
+    assert s.counters.resets == 1 and s.pending() == {'cloud': 0, 'boxes': 0}  # 'waiting' was old
+    s.add_cloud(11 * S, 'c11')
+    assert s.add_boxes(11 * S, 'b11').cloud == 'c11'  # the new timeline pairs as usual
+
+
+def test_one_message_from_the_past_does_not_flush_a_waiting_frame():
+    """A garbage or replayed stamp far in the past (one message, not a restart of both streams) must not
+    cost the frame whose cloud is already waiting for its boxes."""
+    s = StampSynchronizer(jump_back_ns=2 * S)
+    s.add_cloud(100 * S, 'c')
+    assert s.add_boxes(100 * S, 'b') is not None
+    s.add_cloud(101 * S, 'waiting')
+    for t in (5, 50, 0):
+        assert s.add_boxes(t * S, 'bad') is None
+    assert s.add_boxes(101 * S, 'b101').cloud == 'waiting'
+    assert s.counters.resets == 0 and s.counters.jumped_back == 3
 
 
 def test_a_run_of_stale_messages_restarts_pairing_even_without_the_bounds():
