@@ -12,10 +12,10 @@ import json
 import logging
 import sys
 
+from blendclip_core.datasets.frame import CorruptInputError
 from blendclip_core.mining.captioners import CaptionerError
 from blendclip_core.mining.objects import MineConfig
 from blendclip_core.mining.run import MiningError, RunConfig, ScenesFailedError, run_mining
-from blendclip_core.mining.sweeps import CorruptInputError
 
 
 def _shard(text: str) -> tuple[int, int]:

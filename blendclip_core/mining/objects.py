@@ -1,7 +1,7 @@
 """One key frame -> Triplets: the dataset-independent part of mining.
 
-The dataset readers (nuscenes.py, truckscenes.py) turn a sample into a `Frame`: aggregated sweeps in a
-reference frame, annotations as boxes in that frame, and calibrated cameras. `mine_frame` crops the
+The dataset readers (blendclip_core.datasets) turn a sample into a `Frame`: sweeps with their transform
+into a reference frame, annotations as boxes in that frame, and calibrated cameras. `mine_frame` crops the
 points (motion compensated), picks the image crop, captions and labels every box, and says why the
 boxes it drops were dropped.
 """
@@ -11,14 +11,15 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from blendclip_core.data.triplet import REAL, Triplet
+from blendclip_core.datasets.frame import Annotation, Camera, Frame
 from blendclip_core.mining.captioners import CaptionInput
 from blendclip_core.mining.categories import coarse_label
-from blendclip_core.mining.sweeps import POINT_CHANNELS, SweepStack, crop_sweeps
+from blendclip_core.mining.sweeps import POINT_CHANNELS, crop_sweeps, frame_sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -44,51 +45,12 @@ class MineConfig:
             raise ValueError('min_points must be >= 0 and min_crop_px >= 1')
 
 
-@dataclass
-class Annotation:
-    """One annotated box of a key frame, in the frame's reference frame."""
-
-    token: str
-    instance_token: str
-    category: str
-    center: np.ndarray  # (3,)
-    rotation: np.ndarray  # (3, 3) box-to-reference
-    size_lwh: np.ndarray  # (3,) length, width, height
-    velocity: np.ndarray  # (3,) in the reference frame, zeros when unknown
-    velocity_valid: bool = True
-    attributes: tuple[str, ...] = ()
-    visibility: int = 0  # dataset visibility level (nuScenes 1..4), 0 when unknown
-    distance: float = float('nan')  # xy distance from the ego origin, metres
-    num_lidar_pts: int = -1  # what the dataset says (key frame only)
-
-
-@dataclass
-class CameraView:
-    channel: str
-    path: str  # image file
-    intrinsic: np.ndarray  # (3, 3)
-    cam_from_ref: np.ndarray  # (4, 4)
-    width: int
-    height: int
-
-
-@dataclass
-class Frame:
-    token: str
-    scene: str
-    timestamp: int  # microseconds
-    reference: str  # name of the reference frame of points and boxes
-    cloud: SweepStack
-    annotations: list[Annotation]
-    cameras: list[CameraView] = field(default_factory=list)
-
-
 def box_corners(center: np.ndarray, rotation: np.ndarray, size_lwh: np.ndarray) -> np.ndarray:
     signs = np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)], dtype=np.float64)
     return (signs * np.asarray(size_lwh) / 2.0) @ np.asarray(rotation).T + np.asarray(center)
 
 
-def project_fully_visible(corners_ref: np.ndarray, cam: CameraView) -> tuple[int, int, int, int] | None:
+def project_fully_visible(corners_ref: np.ndarray, cam: Camera) -> tuple[int, int, int, int] | None:
     """Pixel rectangle (u0, v0, u1, v1) of the projected box when all corners are in the image.
 
     Same condition as nuscenes-devkit `box_in_image(..., BoxVisibility.ALL)`: every corner more than
@@ -108,7 +70,7 @@ def project_fully_visible(corners_ref: np.ndarray, cam: CameraView) -> tuple[int
 class _Images:
     """Camera images of one frame, opened once when first needed."""
 
-    def __init__(self, cameras: list[CameraView]):
+    def __init__(self, cameras: tuple[Camera, ...]):
         self.cameras = {c.channel: c for c in cameras}
         self.cache: dict = {}
 
@@ -125,7 +87,7 @@ class _Images:
         return self.cache[channel]
 
 
-def crop_image(ann: Annotation, cameras: list[CameraView], images: _Images,
+def crop_image(ann: Annotation, cameras: tuple[Camera, ...], images: _Images,
                config: MineConfig) -> tuple[bytes | None, dict]:
     """JPEG of the box in the camera where it is fully visible with the largest projected area."""
     if ann.visibility < config.min_visibility:
@@ -168,39 +130,45 @@ def mine_frame(frame: Frame, config: MineConfig, captioner, split: str = '') -> 
             skips['invalid_box'] += 1
     if not anns:
         return [], skips
-    centers = np.stack([a.center for a in anns])
-    rotations = np.stack([a.rotation for a in anns])
-    sizes = np.stack([a.size_lwh for a in anns])
+    stack = frame_sweeps(frame)
+    rotations = [a.rotation for a in anns]
     velocities = np.stack([a.velocity for a in anns]) if config.motion_comp else None
-    objects = crop_sweeps(frame.cloud, centers, sizes, rotations, velocities, config.margin)
+    objects = crop_sweeps(stack, np.stack([a.center for a in anns]), np.stack([a.size_lwh for a in anns]),
+                          np.stack(rotations), velocities, config.margin)
     images = _Images(frame.cameras)
-    kept, inputs, extras = [], [], []
-    for ann, pts in zip(anns, objects):
+    kept, inputs = [], []
+    for ann, rotation, pts in zip(anns, rotations, objects):
         if len(pts) < config.min_points:
             skips['too_few_points'] += 1
             continue
         image, info = crop_image(ann, frame.cameras, images, config)
-        kept.append((ann, pts, image))
-        extras.append(info)
+        kept.append((ann, rotation, pts, image, info))
         inputs.append(CaptionInput(ann.category, tuple(ann.attributes), tuple(float(x) for x in ann.size_lwh),
                                    image))
     captions = captioner(inputs) if inputs else []
     triplets = []
-    for (ann, pts, image), info, caption in zip(kept, extras, captions):
+    for (ann, rotation, pts, image, info), caption in zip(kept, captions):
         label_coarse = coarse_label(ann.category, config.dataset)
-        yaw = float(np.arctan2(ann.rotation[1, 0], ann.rotation[0, 0]))  # heading of the box x axis
-        meta = {
-            'dataset': config.dataset, 'split': split, 'scene': frame.scene, 'sample_token': frame.token,
-            'annotation_token': ann.token, 'instance_token': ann.instance_token, 'timestamp': frame.timestamp,
-            'attributes': list(ann.attributes), 'visibility': ann.visibility,
-            'distance': round(float(ann.distance), 3), 'num_points': len(pts),
-            'num_lidar_pts': ann.num_lidar_pts, 'sweeps': frame.cloud.num_sweeps,
-            'motion_comp': config.motion_comp, 'void': not label_coarse,
-            'velocity': [round(float(v), 4) for v in ann.velocity], 'velocity_valid': ann.velocity_valid,
-            'box': {'frame': frame.reference, 'center': [round(float(c), 4) for c in ann.center],
-                    'size_lwh': [round(float(s), 4) for s in ann.size_lwh], 'yaw': round(yaw, 5)},
-            'channels': list(POINT_CHANNELS), **info,
-        }
+        meta = {**_meta(frame, ann, rotation, config, split, len(pts), stack.num_sweeps, not label_coarse),
+                **info}
         triplets.append(Triplet(key=ann.token, points=pts, caption=caption, label=ann.category,
                                 label_coarse=label_coarse, domain=REAL, image=image, meta=meta))
     return triplets, skips
+
+
+def _meta(frame: Frame, ann: Annotation, rotation: np.ndarray, config: MineConfig, split: str,
+          num_points: int, num_sweeps: int, void: bool) -> dict:
+    """What a mined object records of its box and sample (rounded: JSON in the shard index)."""
+    yaw = float(np.arctan2(rotation[1, 0], rotation[0, 0]))  # heading of the box x axis
+    return {
+        'dataset': config.dataset, 'split': split, 'scene': frame.scene, 'sample_token': frame.token,
+        'annotation_token': ann.token, 'instance_token': ann.instance_token, 'timestamp': frame.timestamp_us,
+        'attributes': list(ann.attributes), 'visibility': ann.visibility,
+        'distance': round(float(ann.distance), 3), 'num_points': num_points,
+        'num_lidar_pts': ann.num_lidar_pts, 'sweeps': num_sweeps, 'motion_comp': config.motion_comp,
+        'void': void,
+        'velocity': [round(float(v), 4) for v in ann.velocity], 'velocity_valid': ann.velocity_valid,
+        'box': {'frame': frame.reference, 'center': [round(float(c), 4) for c in ann.center],
+                'size_lwh': [round(float(s), 4) for s in ann.size_lwh], 'yaw': round(yaw, 5)},
+        'channels': list(POINT_CHANNELS),
+    }

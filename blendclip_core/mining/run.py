@@ -39,9 +39,11 @@ from blendclip_core.data.shards import (
     VOID,
     ShardWriter,
 )
+from blendclip_core.datasets import get_format
+from blendclip_core.datasets.devkit import scene_samples
+from blendclip_core.datasets.frame import CorruptInputError
 from blendclip_core.mining.captioners import check_captioner, create_captioner
 from blendclip_core.mining.objects import MineConfig, mine_frame
-from blendclip_core.mining.sweeps import CorruptInputError
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +84,12 @@ def safe_name(name: str) -> str:
 
 def _reader(dataset: str):
     """(open_db(dataroot, version), frame(db, sample_token, config, scene_name), split_names(split))"""
-    if dataset == 'nuscenes':
-        from blendclip_core.mining import nuscenes as mod
-
-        return mod.open_nuscenes, mod.nuscenes_frame, mod.split_scene_names
-    if dataset == 'truckscenes':
-        from blendclip_core.mining import truckscenes as mod
-
-        return mod.open_truckscenes, mod.truckscenes_frame, mod.split_scene_names
-    raise MiningError(f'unknown dataset {dataset!r}; choose nuscenes or truckscenes')
+    try:
+        fmt = get_format(dataset)
+    except ValueError as exc:
+        raise MiningError(str(exc)) from None
+    return fmt.open_db, lambda db, token, mine, scene: fmt.read_frame(db, token, mine.sweeps, scene), \
+        fmt.split_scene_names
 
 
 def resolve_scenes(db, split: str, split_names) -> list[tuple[str, str]]:
@@ -162,8 +161,6 @@ def _init_worker(cfg: RunConfig) -> None:
 
 def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
     """Mine one scene into its shards; returns (and writes) its completion marker."""
-    from blendclip_core.mining.nuscenes import scene_samples
-
     _init_worker(cfg)
     db = _STATE['db']
     _, frame_of, _ = _reader(cfg.mine.dataset)
@@ -190,7 +187,7 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
                 logger.exception('sample %s skipped (%d boxes) after an unexpected error', sample_token, n)
                 skips[f'error_{type(exc).__name__}'] += n
                 continue
-            for reason, _ in frame.cloud.skipped:
+            for reason, _ in frame.skipped:
                 sweeps_skipped[reason] += 1
             skips.update(frame_skips)
             for t in triplets:

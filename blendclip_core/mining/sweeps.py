@@ -1,48 +1,27 @@
-"""LiDAR sweep loading, aggregation into one reference frame, and per-object motion compensation.
+"""LiDAR sweep aggregation into one reference frame and per-object motion compensation.
 
-Aggregation follows nuscenes-devkit `LidarPointCloud.from_file_multisweep`: every sweep is moved into
-the reference frame through the ego poses (sensor -> ego -> global at its own time, global -> ego ->
-reference sensor at the key time), and keeps its time lag t_key - t_sweep (>= 0 for past sweeps).
-That removes the ego motion but smears moving objects; `crop_sweeps` removes an object's own motion:
-a point of a sweep at time t is moved by velocity * (t_key - t), so all sweeps of a moving object land
-on its key-frame box. Cropping uses the shared `blendclip_core.preprocess.points_in_boxes` (the node's
-test), applied per sweep to boxes moved back by velocity * lag, which is the same test.
+The sweeps come from the dataset readers (blendclip_core.datasets), each with its transform into the
+reference frame and its time lag t_key - t_sweep (>= 0 for past sweeps), as nuscenes-devkit
+`LidarPointCloud.from_file_multisweep` aggregates them. That removes the ego motion but smears moving
+objects; `crop_sweeps` removes an object's own motion: a point of a sweep at time t is moved by
+velocity * (t_key - t), so all sweeps of a moving object land on its key-frame box. Cropping uses the
+shared `blendclip_core.preprocess.points_in_boxes` (the node's test), applied per sweep to boxes moved
+back by velocity * lag, which is the same test.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from blendclip_core.datasets.frame import Frame
 from blendclip_core.preprocess import points_in_boxes
 
 logger = logging.getLogger(__name__)
 
-LIDAR_BIN_DIMS = 5  # nuScenes .pcd.bin: float32 x, y, z, intensity, ring
 POINT_CHANNELS = ('x', 'y', 'z', 'intensity', 'time_lag')  # what mined objects store
-
-
-class CorruptInputError(ValueError):
-    """A sensor file that is missing or unreadable; `reason` is the counted skip reason."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-def load_lidar_bin(path: Path | str, dims: int = LIDAR_BIN_DIMS) -> np.ndarray:
-    """(N, dims) float32 points of a raw float32 LiDAR file; CorruptInputError if missing or truncated."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorruptInputError('missing_lidar', f'LiDAR file missing: {path}')
-    size = path.stat().st_size
-    if size == 0 or size % (4 * dims):
-        raise CorruptInputError('corrupt_lidar', f'LiDAR file {path} has {size} bytes, not a multiple of '
-                                                 f'{4 * dims} (truncated or not {dims} float32 per point)')
-    return np.fromfile(path, dtype=np.float32).reshape(-1, dims)
 
 
 @dataclass
@@ -86,6 +65,12 @@ def stack_sweeps(clouds: list[tuple[np.ndarray, np.ndarray, float]], skipped=Non
         index[start:stop] = i
         start = stop
     return SweepStack(points, lags, index, len(kept), list(skipped or []))
+
+
+def frame_sweeps(frame: Frame) -> SweepStack:
+    """Every readable sweep of a dataset frame, moved into its reference frame."""
+    return stack_sweeps([(s.points, s.ref_from_sensor.matrix, s.time_lag) for s in frame.sweeps],
+                        frame.skipped)
 
 
 def crop_sweeps(stack: SweepStack, centers: np.ndarray, sizes_lwh: np.ndarray, rotations: np.ndarray,

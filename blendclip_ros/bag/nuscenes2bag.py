@@ -22,11 +22,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from blendclip_core.datasets.frame import Frame
 from blendclip_core.geometry import Boxes
 
 from . import typestore as tsm
 from .detections import DetectionResults
-from .sources import DevkitSource, Frame, SampleDirSource, SourceError
+from .sources import DevkitSource, SampleDirSource, SourceError, cloud_points
 from .writer import BAG_VERSIONS, STORAGES, TF_STATIC_QOS, BagWriter, MessageFactory, Topics
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ class FrameWriter:
     """Writes Frames into an open BagWriter; /tf_static once per calibration change."""
 
     def __init__(self, bag: BagWriter, config: ConvertConfig, detections: DetectionResults | None = None,
-                 gt_version: str = 'nuscenes-detection') -> None:
+                 gt_version: str = 'nuscenes-detection', time_field: bool = False) -> None:
         self.bag, self.config, self.detections = bag, config, detections
         self.msgs = MessageFactory(bag.store)
-        self.gt_version = gt_version
+        self.gt_version, self.time_field = gt_version, time_field
         self.summary = Summary()
         self._static_key = None
         self._image_sizes: dict[str, tuple[int, int]] = {}
@@ -96,33 +97,34 @@ class FrameWriter:
         self._write_static(frame)
         tf = [(t, MAP_FRAME, EGO_FRAME, frame.ego_to_global)]
         self.bag.write(topics.tf, t, m.transforms(tf))
-        self.bag.write(topics.cloud, t, m.cloud(frame.points, t, frame.lidar_frame))
+        points = cloud_points(frame, self.time_field)
+        self.bag.write(topics.cloud, t, m.cloud(points, t, frame.reference))
+        gt, classes = frame.boxes, frame.classes
         if self.detections is None:
             # Ground-truth boxes as the "detector": the answer stays on its own topic only.
-            gt = frame.gt_boxes
             boxes = Boxes(gt.centers, gt.sizes, gt.quaternions, gt.ids, gt.frame_id)
         else:
-            global_to_lidar = (frame.ego_to_global @ frame.lidar_to_ego).inverse()
-            boxes = self.detections.boxes(frame.sample_token, global_to_lidar, frame.lidar_frame,
+            global_to_lidar = (frame.ego_to_global @ frame.reference_to_ego).inverse()
+            boxes = self.detections.boxes(frame.token, global_to_lidar, frame.reference,
                                           self.config.min_score)
         self.bag.write(topics.detections, t, m.detected_boxes(boxes, t))
-        self.bag.write(topics.ground_truth, t, m.ground_truth(frame.gt_boxes, frame.gt_classes,
-                                                              frame.gt_num_points, t, self.gt_version))
+        self.bag.write(topics.ground_truth, t, m.ground_truth(gt, classes, frame.num_lidar_points, t,
+                                                              self.gt_version))
         for cam in frame.cameras:
             self._write_camera(cam)
         s = self.summary
         s.frames += 1
-        s.points += len(frame.points)
+        s.points += len(points)
         s.detections += len(boxes)
-        s.gt_boxes += len(frame.gt_boxes)
-        for c in frame.gt_classes:
+        s.gt_boxes += len(gt)
+        for c in classes:
             s.gt_by_class[c] = s.gt_by_class.get(c, 0) + 1
 
     def _write_static(self, frame: Frame) -> None:
         # Stamped at the frame's earliest message so a player has the rig before any sensor data.
         t = min([frame.stamp_ns] + [c.stamp_ns for c in frame.cameras])
-        items = [(t, EGO_FRAME, frame.lidar_frame, frame.lidar_to_ego)]
-        items += [(t, EGO_FRAME, c.channel, c.camera_to_ego) for c in frame.cameras]
+        items = [(t, EGO_FRAME, frame.reference, frame.reference_to_ego)]
+        items += [(t, EGO_FRAME, c.channel, c.sensor_to_ego) for c in frame.cameras]
         key = tuple((child, tuple(r.matrix.round(9).ravel())) for _, _, child, r in items)
         if key != self._static_key:
             self.bag.write(self.config.topics.tf_static, t, self.msgs.transforms(items),
@@ -140,7 +142,7 @@ class FrameWriter:
             self._image_sizes[cam.channel] = _image_size(cam.jpeg)
         w, h = self._image_sizes[cam.channel]
         self.bag.write(topics.camera_info(cam.channel), cam.stamp_ns,
-                       m.camera_info(cam.intrinsics, w, h, cam.stamp_ns, cam.channel))
+                       m.camera_info(cam.intrinsic, w, h, cam.stamp_ns, cam.channel))
 
 
 def convert(frames, out: str | Path, config: ConvertConfig | None = None,
@@ -151,7 +153,7 @@ def convert(frames, out: str | Path, config: ConvertConfig | None = None,
     store = tsm.make_typestore(config.distro)
     start = time.perf_counter()
     with BagWriter(out, store, config.storage, config.version) as bag:
-        writer = FrameWriter(bag, config, detections, gt_version)
+        writer = FrameWriter(bag, config, detections, gt_version, getattr(frames, 'time_field', False))
         for frame in tqdm(frames, total=len(frames), unit='frame', disable=not progress, desc='nuscenes2bag'):
             writer.write(frame)
         writer.summary.messages = dict(bag.counts)

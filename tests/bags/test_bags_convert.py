@@ -22,9 +22,9 @@ from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 from rosbags.highlevel import AnyReader
 
-from blendclip_core.mining.sweeps import CorruptInputError, load_lidar_bin
+from blendclip_core.datasets.frame import CorruptInputError
+from blendclip_core.datasets.nuscenes import load_lidar_bin
 from blendclip_ros.bag import nuscenes2bag
-from blendclip_ros.bag.sources import read_nuscenes_bin
 
 CLOUD, BOXES, GT = '/lidar/points', '/detections', '/ground_truth/categories'
 
@@ -210,9 +210,9 @@ def test_sweeps_and_corrupt_dataroot(tmp_path):
     pts = cloud_array(cloud)
     frames = info['lidar_frames'][0]
     key = frames[2]  # sweeps, sweeps, key: the key frame of sample 0
-    n_key = len(read_nuscenes_bin(root / key['file']))
+    n_key = len(load_lidar_bin(root / key['file']))
     assert not (root / frames[1]['file']).exists()  # the sweep just before the key frame was deleted
-    n_prev = len(read_nuscenes_bin(root / frames[0]['file']))
+    n_prev = len(load_lidar_bin(root / frames[0]['file']))
     assert len(pts) == n_key + n_prev
     assert np.all(pts['time'][:n_key] == 0)
     assert np.allclose(pts['time'][n_key:], (key['timestamp'] - frames[0]['timestamp']) * 1e-6)

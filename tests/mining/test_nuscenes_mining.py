@@ -11,14 +11,20 @@ from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 from PIL import Image
 
 from blendclip_core.data.shards import iter_shards, read_index
+from blendclip_core.datasets.nuscenes import load_lidar_bin, read_frame
+from blendclip_core.datasets.nuscenes import open_db as open_nuscenes
 from blendclip_core.mining.captioners import TemplateCaptioner
 from blendclip_core.mining.categories import NUSCENES_TO_DETECTION, TRUCKSCENES_TO_DETECTION, coarse_label
-from blendclip_core.mining.nuscenes import nuscenes_frame, open_nuscenes
 from blendclip_core.mining.objects import MineConfig, mine_frame
 from blendclip_core.mining.run import RunConfig, run_mining
-from blendclip_core.mining.sweeps import crop_sweeps, load_lidar_bin, stack_sweeps
+from blendclip_core.mining.sweeps import crop_sweeps, stack_sweeps
 
 pytest.importorskip('nuscenes')
+
+
+def nuscenes_frame(db, token, config, scene):
+    """The shared reader with the miner's sweep count."""
+    return read_frame(db, token, config.sweeps, scene)
 
 
 @pytest.fixture(scope='module')
