@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from blendclip_core.vocabulary import VOCABULARIES
-    from training.evaluate import evaluate_labelled_bag
+    from blendclip_ros.bag.evaluate import evaluate_labelled_bag
 
     out = _fresh_output_dir(args.out.resolve())
     t0 = time.perf_counter()

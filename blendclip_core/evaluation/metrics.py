@@ -79,8 +79,11 @@ def _none_if_nan(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
+TOPK = (1, 5)  # what every evaluation reports
+
+
 def zero_shot_metrics(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      topk: Sequence[int] = (1, 5)) -> ZeroShotResult:
+                      topk: Sequence[int] = TOPK) -> ZeroShotResult:
     """scores (N, K) similarity to each class text; labels (N,) class indices (-1: not in vocabulary,
     counted as a miss overall and left out of the per-class numbers)."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.int64)
@@ -89,16 +92,31 @@ def zero_shot_metrics(scores: np.ndarray, labels: np.ndarray, class_names: Seque
         raise ValueError(f'scores {scores.shape} must be (N={len(labels)}, K={num_classes})')
     topk = tuple(sorted(set(int(k) for k in topk)))
     order = ranked(scores, max(topk)) if len(scores) else np.zeros((0, 1), np.int64)
+    return _from_order(order, labels, class_names, topk)
+
+
+def metrics_from_ranked(order: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                        topk: Sequence[int] = TOPK) -> ZeroShotResult:
+    """Like zero_shot_metrics, but from ranked class indices (N, k) with -1 for 'no class' (a label
+    outside the protocol or no label at all): what a labelled bag holds, scores of only k."""
+    labels = np.asarray(labels, np.int64)
+    order = np.asarray(order, np.int64).reshape(len(labels), -1)
+    return _from_order(order, labels, class_names, tuple(topk))
+
+
+def _from_order(order: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                topk: tuple[int, ...]) -> ZeroShotResult:
+    num_classes = len(class_names)
     counts = np.bincount(labels[labels >= 0], minlength=num_classes)[:num_classes]
     overall, mean_pc, per_class = {}, {}, {}
     for k in topk:
-        hits = topk_hits(order, labels, k) if len(scores) else np.zeros(0, bool)
+        hits = topk_hits(order, labels, k) if len(labels) else np.zeros(0, bool)
         overall[k] = float(hits.mean()) if len(hits) else float('nan')
         per_hits = np.bincount(labels[hits], minlength=num_classes)[:num_classes]
         with np.errstate(invalid='ignore', divide='ignore'):
             per_class[k] = np.where(counts > 0, per_hits / np.maximum(counts, 1), np.nan)
         present = counts > 0
         mean_pc[k] = float(per_class[k][present].mean()) if present.any() else float('nan')
-    pred = order[:, 0] if len(scores) else np.zeros(0, np.int64)
+    top1 = order[:, 0] if order.shape[1] else np.full(len(labels), -1)
     return ZeroShotResult(tuple(class_names), topk, overall, mean_pc, per_class, counts,
-                          confusion_matrix(pred, labels, num_classes), int(len(labels)))
+                          confusion_matrix(top1, labels, num_classes), int(len(labels)))

@@ -85,6 +85,16 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def rank_labels(labels, protocol: Protocol, k: int, closed_set: bool) -> list[int]:
+    """A published ranking -> k class indices. Open (default): labels outside the protocol stay in
+    their rank as -1 (a miss). Closed set: they are dropped, which ranks exactly as a classifier
+    restricted to the protocol's classes would, as far as the published top-k reaches."""
+    idx = [protocol.class_index(lab) for lab in labels]
+    if closed_set:
+        idx = [i for i in idx if i >= 0]
+    return (idx + [-1] * k)[:k]
+
+
 def ground_distance(centers: np.ndarray) -> np.ndarray:
     """(N, 3) box centres in an ego-attached frame -> (N,) distance in the ground (x, y) plane."""
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 3)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 
+from blendclip_core.evaluation.labelled import LabelledFrame, Prediction
 from blendclip_core.geometry import Boxes, quaternion_to_matrix
 
 from .corrupt import CorruptMessages
@@ -41,25 +42,6 @@ def check_bag_complete(path: Path) -> None:
     if path.is_dir() and not (path / 'metadata.yaml').is_file():
         raise LabelledBagError(f'{path} is an incomplete bag: no metadata.yaml (its writer did not '
                                'finish); rerun the tool, or `ros2 bag reindex` a recording')
-
-
-@dataclass
-class Prediction:
-    labels: tuple[str, ...]  # ranked, best first ('' never appears)
-    scores: tuple[float, ...]
-    num_points: int
-    status: int
-    center: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # box centre in the cloud frame
-
-
-@dataclass
-class LabelledFrame:
-    stamp_ns: int
-    gt: Boxes  # ids, poses, sizes in the cloud frame; detector_labels = fine category
-    gt_classes: tuple[str, ...]
-    gt_num_points: np.ndarray
-    predictions: dict[str, Prediction] = field(default_factory=dict)  # by box id; empty if unlabelled
-    labelled: bool = False
 
 
 def _stamp(header) -> int:

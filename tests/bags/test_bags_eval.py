@@ -19,9 +19,12 @@ from bag_test_utils import copy_with_corrupt
 from rosbags.highlevel import AnyReader
 
 from blendclip_core.evaluation import protocol as proto
+from blendclip_core.evaluation.metrics import metrics_from_ranked
+from blendclip_core.evaluation.protocol import rank_labels
 from blendclip_core.vocabulary import DRIVING, NUSCENES_10_NAMES, TRUCKSCENES_12_NAMES
 from blendclip_ros.bag import nuscenes2bag
 from blendclip_ros.bag import typestore as tsm
+from blendclip_ros.bag.evaluate import evaluate_labelled_bag
 from blendclip_ros.bag.writer import BagWriter
 from training import evaluate
 
@@ -142,7 +145,7 @@ def test_eval_labelled_bag_equals_recomputation(sample_dir, tmp_path, min_points
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert '| **overall** |' in (out / 'per_class.md').read_text()
     # The function the demo calls gives the same numbers as the CLI's file.
-    again = evaluate.evaluate_labelled_bag(labelled, min_points=min_points)
+    again = evaluate_labelled_bag(labelled, min_points=min_points)
     assert again['top1'] == summary['top1'] and again['counts'] == summary['counts']
 
 
@@ -151,8 +154,8 @@ def test_eval_closed_set_ranks_only_protocol_classes(sample_dir, tmp_path):
     assert nuscenes2bag.main([str(src), '--sample-dir', str(sample_dir), '--no-progress']) == 0
     labelled = tmp_path / 'labelled'
     make_labelled_bag(src, labelled, seed=5)
-    open_set = evaluate.evaluate_labelled_bag(labelled)
-    closed = evaluate.evaluate_labelled_bag(labelled, closed_set=True)
+    open_set = evaluate_labelled_bag(labelled)
+    closed = evaluate_labelled_bag(labelled, closed_set=True)
     # Dropping non-class labels can only move true classes up the ranking.
     assert closed['top1'] >= open_set['top1'] and closed['top5'] >= open_set['top5']
     assert closed['counts']['evaluated'] == open_set['counts']['evaluated']
@@ -250,7 +253,7 @@ def test_eval_detector_boxes_matched_by_center(sample_dir, tmp_path):
                                      status=0, detector_label='car', detector_score=0.9))
             bag.write('/blendclip/objects', t, store.types[tsm.LABELLED_OBJECT_ARRAY](
                 header=dets.header, objects=objects, vocabulary_version='v', model='constructed'))
-    summary = evaluate.evaluate_labelled_bag(labelled)
+    summary = evaluate_labelled_bag(labelled)
     assert summary['filters']['match'] == 'center'
     want = expected(sample_dir, {k: (v, 50) for k, v in truth.items()}, min_points=1)
     assert summary['counts']['evaluated'] == want['n'] > 0
@@ -258,7 +261,7 @@ def test_eval_detector_boxes_matched_by_center(sample_dir, tmp_path):
     assert summary['top1'] == pytest.approx(want['top1']) and 0 < summary['top1'] < 1
     assert summary['top5'] == pytest.approx(want['top5'])
     # Pairing by id finds nothing here: every box is a miss.
-    assert evaluate.evaluate_labelled_bag(labelled, match='id')['top5'] == 0.0
+    assert evaluate_labelled_bag(labelled, match='id')['top5'] == 0.0
 
 
 def test_metrics_from_ranked_equals_metrics_from_scores():
@@ -270,7 +273,7 @@ def test_metrics_from_ranked_equals_metrics_from_scores():
     labels = rng.integers(-1, len(names), 300)
     labels[labels == 4] = 3  # one class with no sample: NaN in its row, left out of the mean
     ref = zero_shot_metrics(scores, labels, names)
-    got = evaluate.metrics_from_ranked(ranked(scores, 5), labels, names)
+    got = metrics_from_ranked(ranked(scores, 5), labels, names)
     assert got.overall == pytest.approx(ref.overall)
     assert got.mean_per_class == pytest.approx(ref.mean_per_class)
     for k in (1, 5):
@@ -282,11 +285,11 @@ def test_metrics_from_ranked_equals_metrics_from_scores():
 def test_rank_labels_open_and_closed_set():
     p = proto.NUSCENES
     ranked = ['kick scooter', 'car', 'dog', 'Traffic Cone']
-    assert evaluate.rank_labels(ranked, p, 5, closed_set=False) == [-1, p.class_index('car'), -1,
+    assert rank_labels(ranked, p, 5, closed_set=False) == [-1, p.class_index('car'), -1,
                                                                      p.class_index('traffic_cone'), -1]
-    assert evaluate.rank_labels(ranked, p, 3, closed_set=True) == [p.class_index('car'),
+    assert rank_labels(ranked, p, 3, closed_set=True) == [p.class_index('car'),
                                                                     p.class_index('traffic_cone'), -1]
-    assert evaluate.rank_labels((), p, 2, closed_set=False) == [-1, -1]
+    assert rank_labels((), p, 2, closed_set=False) == [-1, -1]
 
 
 def run_eval(*args) -> subprocess.CompletedProcess:
@@ -317,7 +320,7 @@ def test_eval_skips_corrupt_messages_and_names_them(scenes_labelled, tmp_path):
     named = f"/blendclip/objects at {bad['/blendclip/objects'][0]} ns"
     assert 'skipped 2 corrupt messages' in done.stdout and named in done.stdout
     summary = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
-    clean = evaluate.evaluate_labelled_bag(scenes_labelled)
+    clean = evaluate_labelled_bag(scenes_labelled)
     with AnyReader([scenes_labelled]) as reader:
         conns = [c for c in reader.connections if c.topic == '/ground_truth/categories']
         lost = [len(reader.deserialize(raw, c.msgtype).objects)
