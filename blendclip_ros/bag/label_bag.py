@@ -1,10 +1,11 @@
 """blendclip-label-bag: label every frame of a bag offline, exactly as the node would, into a new bag.
 
 No ROS graph: messages are deserialised with rclpy's typesupport (the node's own message classes),
-paired by the node's StampSynchronizer, labelled by the node's per-frame function (conversions,
-crop, encoder, classifier, LabelledObjectArray and marker builders) with the model the node's
-parameters name, then serialised back. The output bag holds every input topic unchanged plus
-/blendclip/objects and /blendclip/markers (the node's output topics). GPU when present (device: auto).
+paired by the node's StampSynchronizer and labelled by the node's per-frame message path
+(blendclip_ros.node.frame: conversions, crop, encoder, classifier) with the model the node's parameters
+name; the labels are the very bytes the node publishes for the frame, markers the node's markers. The
+output bag holds every input topic unchanged plus /blendclip/objects and /blendclip/markers (the node's
+output topics). GPU when present (device: auto).
 
   blendclip-label-bag in_bag out_bag [--params-file config/blendclip.params.yaml] [-p top_k:=5]
 """
@@ -106,30 +107,24 @@ def _topic(name: str) -> str:
     return name if name.startswith('/') else '/' + name
 
 
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 10**9 + header.stamp.nanosec
-
-
 class OfflineLabeller:
     """The node's per-frame work without the node: load once, then label (cloud, boxes) message pairs."""
 
     def __init__(self, params) -> None:
-        from blendclip_ros.node import runtime
-        self.runtime, self.params = runtime, params
-        self.model = runtime.load_model(params)
-        self.settings = runtime.FrameSettings.from_params(params)
+        from blendclip_ros.node import frame
         from blendclip_ros.node import params as P
+        from blendclip_ros.node.model import load_model
+        self.frame, self.params = frame, params
+        self.model = load_model(params)
+        self.settings = frame.FrameSettings.from_params(params)
         self.transforms = P.parse_static_transforms(params.static_transforms)
 
     def describe(self) -> str:
         return self.model.describe()
 
     def label(self, cloud_msg, boxes_msg):
-        """-> the node's outcome (labels msg or a skip reason, counts, model time)."""
-        return self.runtime.label_frame_msgs(cloud_msg, boxes_msg, self.model, self.settings, self.transforms)
-
-    def markers(self, labels_msg):
-        return self.runtime.markers_msg(labels_msg)
+        """-> the node's outcome (labels bytes and markers, or a skip reason; counts, model time)."""
+        return self.frame.label_frame_msgs(cloud_msg, boxes_msg, self.model, self.settings, self.transforms)
 
 
 def label_bag(src: str | Path, out: str | Path, params, storage: str = 'mcap', version: int = 9,
@@ -171,6 +166,7 @@ def _label_messages(reader, bag, labeller, sync, stats: LabelStats, topics, mark
     from sensor_msgs.msg import PointCloud2
 
     from blendclip.msg import DetectedBoxArray
+    from blendclip_ros.conversions.stamps import stamp_to_ns
     cloud_topic, boxes_topic, labels_topic, markers_topic = topics
     n_frames = sum(c.msgcount for c in reader.connections if c.topic == cloud_topic)
     loop_start = time.perf_counter()
@@ -190,22 +186,21 @@ def _label_messages(reader, bag, labeller, sync, stats: LabelStats, topics, mark
             stats.corrupt.add(conn.topic, t, exc)
             continue
         add = sync.add_cloud if conn.topic == cloud_topic else sync.add_boxes
-        pair = add(_stamp_ns(msg.header), msg)
+        pair = add(stamp_to_ns(msg.header.stamp), msg)
         if pair is None:
             continue
         outcome = labeller.label(pair.cloud, pair.boxes)
         stats.model_seconds += outcome.model_ms / 1e3
         if outcome.skip_reason:
             stats.skipped[outcome.skip_reason] += 1
-            log.warning('frame %d skipped: %s', _stamp_ns(pair.boxes.header), outcome.message)
+            log.warning('frame %d skipped: %s', stamp_to_ns(pair.boxes.header.stamp), outcome.message)
             continue
-        labels = outcome.labels
-        bag.write_raw(labels_topic, tsm.LABELLED_OBJECT_ARRAY, t, serialize_message(labels))
+        bag.write_raw(labels_topic, tsm.LABELLED_OBJECT_ARRAY, t, outcome.labels_cdr)  # the node's bytes
         if markers:
-            bag.write_raw(markers_topic, tsm.MARKER_ARRAY, t, serialize_message(labeller.markers(labels)))
+            bag.write_raw(markers_topic, tsm.MARKER_ARRAY, t, serialize_message(outcome.markers()))
         stats.frames_labelled += 1
-        stats.objects += len(labels.objects)
-        stats.status_counts.update(_status_name(o.status) for o in labels.objects)
+        stats.objects += len(outcome.predictions)
+        stats.status_counts.update(_status_name(s) for s in outcome.predictions.status)
     bar.close()
     stats.label_seconds = time.perf_counter() - loop_start
 

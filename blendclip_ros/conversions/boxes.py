@@ -68,12 +68,6 @@ def pose_msg(center: Sequence[float], quaternion: Sequence[float]):
     return _fill_pose(Pose(), center, quaternion)
 
 
-def vector_msg(values: Sequence[float]):
-    from geometry_msgs.msg import Vector3
-
-    return _fill_vector(Vector3(), values)
-
-
 def _header(header: Any, frame_id: str, stamp: Any):
     from std_msgs.msg import Header
 

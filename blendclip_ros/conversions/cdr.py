@@ -24,8 +24,8 @@ import numpy as np
 
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus, Predictions
-
-CLASSIFIED = (ObjectStatus.OK, ObjectStatus.BELOW_THRESHOLD)  # statuses that carry top-k hypotheses
+from blendclip_ros.conversions.boxes import CLASSIFIED
+from blendclip_ros.conversions.stamps import to_ns
 
 ENCAPSULATION = b'\x00\x01\x00\x00'  # CDR_LE, no options
 _U32 = struct.Struct('<I')
@@ -158,8 +158,7 @@ def cdr_stamp_ns(data: bytes) -> int | None:
     order = _byte_order(data)
     if order is None or len(data) < 12:
         return None
-    sec, nanosec = struct.unpack_from(order + 'iI', data, 4)
-    return sec * 1_000_000_000 + nanosec
+    return to_ns(*struct.unpack_from(order + 'iI', data, 4))
 
 
 def detected_boxes_from_cdr(data: bytes, max_boxes: int | None = None) -> tuple[Boxes, int, int, str]:

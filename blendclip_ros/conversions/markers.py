@@ -1,4 +1,4 @@
-"""RViz markers for a LabelledObjectArray: a wireframe box and a 'car 0.83' label per object.
+"""RViz markers for labelled boxes: a wireframe box and a 'car 0.83' label per object.
 
 The array starts with DELETEALL, so boxes of the previous frame vanish even when fewer objects follow.
 Colours come from a fixed palette indexed by a CRC of the label: the same label has the same colour
@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from blendclip_core.types import ObjectStatus
+from blendclip_core.geometry import Boxes
+from blendclip_core.types import ObjectStatus, Predictions
+from blendclip_ros.conversions.boxes import object_rows, pose_msg
 
 # Tableau 10: distinct on RViz's dark background.
 PALETTE = (
@@ -40,18 +42,13 @@ def label_colour(label: str) -> tuple[float, float, float]:
     return PALETTE[zlib.crc32(label.encode('utf-8')) % len(PALETTE)]
 
 
-def box_edges(size: tuple[float, float, float]) -> np.ndarray:
-    """(24, 3) LINE_LIST endpoints of a box of size (l, w, h) centred at the origin, box axes."""
-    corners = _CORNERS * np.asarray(size, dtype=np.float64)
-    return corners[np.array(_EDGES).reshape(-1)]
-
-
-def label_text(obj: Any) -> str:
-    if obj.status == ObjectStatus.OK:
-        return f'{obj.label} {obj.score:.2f}'
-    if obj.status == ObjectStatus.BELOW_THRESHOLD and len(obj.top_k):
-        return f'{obj.top_k[0].label}? {obj.top_k[0].score:.2f}'
-    return ObjectStatus(obj.status).name.lower().replace('_', ' ')
+def label_text(status: int, label: str, score: float, top: list[tuple[str, float]]) -> str:
+    """'car 0.83' (OK), 'car? 0.41' (below the threshold), else the status in words ('no points')."""
+    if status == ObjectStatus.OK:
+        return f'{label} {score:.2f}'
+    if status == ObjectStatus.BELOW_THRESHOLD and top:
+        return f'{top[0][0]}? {top[0][1]:.2f}'
+    return ObjectStatus(status).name.lower().replace('_', ' ')
 
 
 def _duration(seconds: float):
@@ -67,12 +64,14 @@ def _point(point_cls, xyz) -> Any:
     return point
 
 
-def labelled_markers(msg: Any, lifetime_s: float = 0.0, line_width: float = 0.05,
-                     text_height: float = 0.6, alpha: float = 0.9):
-    """visualization_msgs/MarkerArray for a blendclip/LabelledObjectArray.
+def labelled_markers(predictions: Predictions, boxes: Boxes, header: Any, lifetime_s: float = 0.0,
+                     line_width: float = 0.05, text_height: float = 0.6, alpha: float = 0.9):
+    """visualization_msgs/MarkerArray for the predictions of `boxes` (header: the labels' header).
 
-    lifetime_s: how long RViz keeps a marker without a refresh (0 = until replaced). Objects with an
-    invalid box are skipped (RViz cannot draw NaN poses). Text sits above the box, z up in the frame.
+    Drawn from the same per-object values the LabelledObjectArray is made of (conversions.boxes
+    object_rows), so markers and labels always agree. lifetime_s: how long RViz keeps a marker without
+    a refresh (0 = until replaced). Objects with an invalid box are skipped (RViz cannot draw NaN
+    poses). Text sits above the box, z up in the frame.
     """
     from geometry_msgs.msg import Point, Pose
     from std_msgs.msg import ColorRGBA
@@ -81,30 +80,29 @@ def labelled_markers(msg: Any, lifetime_s: float = 0.0, line_width: float = 0.05
     # Markers are shallow copies of two templates (Marker() builds ~15 nested messages: ~7x slower);
     # what differs per object is assigned, never mutated, so the shared parts stay shared.
     lifetime = _duration(max(float(lifetime_s), 0.0))
-    box_template = Marker(header=msg.header, ns=NAMESPACE_BOXES, type=Marker.LINE_LIST,
+    box_template = Marker(header=header, ns=NAMESPACE_BOXES, type=Marker.LINE_LIST,
                           action=Marker.ADD, lifetime=lifetime)
     box_template.scale.x = float(line_width)
-    text_template = Marker(header=msg.header, ns=NAMESPACE_LABELS, type=Marker.TEXT_VIEW_FACING,
+    text_template = Marker(header=header, ns=NAMESPACE_LABELS, type=Marker.TEXT_VIEW_FACING,
                            action=Marker.ADD, lifetime=lifetime)
     text_template.scale.z = float(text_height)
     colours = {}
-    markers = [Marker(header=msg.header, action=Marker.DELETEALL)]
-    for i, obj in enumerate(msg.objects):
-        if obj.status == ObjectStatus.INVALID_BOX:
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for i, row in enumerate(object_rows(predictions, boxes)):
+        _, center, quat, size, top, label, score, _, status, _, _ = row
+        if status == ObjectStatus.INVALID_BOX:
             continue
-        label = obj.label if obj.status == ObjectStatus.OK else ''
-        if label not in colours:
+        if label not in colours:  # label is '' unless the status is OK
             r, g, b = label_colour(label)
             colours[label] = ColorRGBA(r=r, g=g, b=b, a=float(alpha))
         box = copy.copy(box_template)
-        box.id, box.pose, box.color = i, obj.pose, colours[label]
-        corners = [_point(Point, c) for c in (_CORNERS * (obj.size.x, obj.size.y, obj.size.z)).tolist()]
+        box.id, box.pose, box.color = i, pose_msg(center, quat), colours[label]
+        corners = [_point(Point, c) for c in (_CORNERS * size).tolist()]
         box.points = [corners[k] for k in _EDGE_INDEX]  # 8 Point objects, each corner ends 3 edges
         text = copy.copy(text_template)
-        text.id, text.color, text.text = i, colours[label], label_text(obj)
+        text.id, text.color, text.text = i, colours[label], label_text(status, label, score, top)
         text.pose = Pose()
-        text.pose.position = _point(Point, (
-            float(obj.pose.position.x), float(obj.pose.position.y),
-            float(obj.pose.position.z + 0.5 * obj.size.z + 0.5 * float(text_height))))
+        text.pose.position = _point(Point, (center[0], center[1],
+                                            float(center[2] + 0.5 * size[2] + 0.5 * float(text_height))))
         markers.extend((box, text))
     return MarkerArray(markers=markers)

@@ -1,20 +1,47 @@
-"""Latency windows and the /diagnostics message of the node.
+"""The node's counters, latency windows and throttled warnings, and its /diagnostics message.
 
-The status carries every counter and the p50/p99 of each timing window as key/value strings, so any
-diagnostics tool (rqt_runtime_monitor, diagnostic_aggregator) shows them and tests and benchmarks read
-them back with `parse_status_values`. Building the message needs no rclpy.init.
+`NodeStats` is all the bookkeeping the node does per frame and per input. The status carries every
+counter and the p50/p99 of each timing window as key/value strings, so any diagnostics tool
+(rqt_runtime_monitor, diagnostic_aggregator) shows them and tests and benchmarks read them back with
+`parse_status_values`. Building the message needs no rclpy.init.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 STATUS_SUFFIX = 'labelling'
+WARN_PERIOD_S = 5.0  # per-frame warnings are throttled to one per this many seconds per kind
+
+# Latency windows reported on /diagnostics (milliseconds):
+WINDOWS = (
+    'processing',  # worker: frame taken -> labels (and markers) published
+    'model',  # encoder + classifier inside label_frame
+    'ros_overhead',  # processing - model: conversion, cropping, message building, publishing
+    'convert',  # messages -> numpy (cloud view + copy of finite xyz, boxes), frame transform
+    'crop',  # points of every box (blendclip_core.preprocess, inside label_frame)
+    'build',  # the LabelledObjectArray's bytes (CDR) from the predictions
+    'publish',  # publish() calls (and marker building when someone subscribes)
+    'queue_wait',  # pair complete -> worker starts it
+    'stamp_to_publish',  # header stamp -> labels published, node clock (needs synced clocks)
+)
+
+# Counters always reported (0 until something happens), so monitors and tests can rely on the keys.
+COUNTERS = (
+    'clouds_received', 'boxes_received', 'frames_published', 'frames_failed', 'frames_skipped_too_many_boxes',
+    'frames_skipped_frame_mismatch', 'frames_skipped_boxes_malformed', 'clouds_malformed', 'clouds_empty',
+    'points_nonfinite', 'boxes_total', 'boxes_malformed', 'objects_labelled', 'objects_no_points',
+    'objects_invalid_box', 'objects_below_threshold', 'parameters_rejected', 'vocabulary_updates',
+    'vocabulary_update_failures', 'vocabulary_updates_superseded', 'callbacks_failed',
+)
 
 
 class LatencyWindow:
@@ -59,6 +86,83 @@ def percentiles(values: np.ndarray, qs=(50, 99)) -> dict[int, float]:
     high = [min(i + 1, n - 1) for i in low]
     part = np.partition(values, sorted(set(low + high)))
     return {q: float(part[i] + (part[j] - part[i]) * (p - i)) for q, p, i, j in zip(qs, pos, low, high)}
+
+
+class NodeStats:
+    """Counters (for the life of the process) and latency windows (one activation) of the node."""
+
+    def __init__(self, window_size: int = 1000) -> None:
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
+        self.windows = {name: LatencyWindow(window_size) for name in WINDOWS}
+
+    def resize_windows(self, size: int) -> None:
+        self.windows = {name: LatencyWindow(size) for name in WINDOWS}
+
+    def clear_windows(self) -> None:
+        for window in self.windows.values():
+            window.clear()
+
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        for key, n in counts.items():
+            self.counters[key] += n
+
+    def worker_failed(self, what: str) -> None:
+        """A frame (or a vocabulary swap) raised on the frame worker."""
+        counter = {'frame': 'frames_failed', 'vocabulary swap': 'vocabulary_update_failures'}.get(what)
+        if counter:
+            self.counters[counter] += 1
+
+    def frame_published(self, outcome: Any, t_start: float, t_built: float, t_end: float,
+                        stamp_to_publish_ms: float) -> None:
+        """One frame's timings (perf_counter seconds: worker start, labels built, published)."""
+        self.counters['frames_published'] += 1
+        w, model_ms = self.windows, outcome.model_ms
+        w['processing'].add((t_end - t_start) * 1e3)
+        w['model'].add(model_ms)
+        w['ros_overhead'].add((t_end - t_start) * 1e3 - model_ms)
+        w['publish'].add((t_end - t_built) * 1e3)
+        for name in ('convert', 'crop', 'build'):
+            w[name].add(outcome.timings[f'{name}_ms'])
+        w['stamp_to_publish'].add(stamp_to_publish_ms)
+
+    def report(self, sync: Any, worker: Any) -> dict[str, int]:
+        """Every counter, the synchroniser's (`sync_`) and the worker's (`worker_`), and frames_dropped."""
+        counters = dict(self.counters)
+        if sync is not None:
+            for k, v in sync.counters.as_dict().items():
+                counters[f'sync_{k}'] = v
+        for k, v in worker.counters.as_dict().items():
+            counters[f'worker_{k}'] = v
+        # A frame is a cloud: it was never paired (stale, too old, evicted; not the ones still waiting),
+        # or paired and then replaced while the worker was busy, skipped, or failed.
+        pending = sync.pending()['cloud'] if sync is not None else 0
+        unpaired = counters['clouds_received'] - counters.get('sync_paired', 0) - pending
+        counters['frames_dropped'] = (
+            max(unpaired, 0) + counters.get('worker_dropped_busy', 0) + counters.get('frames_failed', 0)
+            + sum(v for k, v in counters.items() if k.startswith('frames_skipped_')))
+        return counters
+
+
+class WarnThrottle:
+    """`warn(kind, message)` logs at most one message per kind every `period_s` seconds."""
+
+    def __init__(self, log: Callable[[str], Any], period_s: float = WARN_PERIOD_S) -> None:
+        self._log, self._period = log, period_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) >= self._period:
+            self._last[kind] = now
+            self._log(message)
+
+
+def model_values(model: Any, last_error: str, scheduling: str, vocabulary_pending: bool) -> dict[str, str]:
+    """The status's values about the model and the node's state (model None: not configured)."""
+    return {'vocabulary_version': model.vocabulary_version if model else '',
+            'vocabulary_size': str(len(model.labels)) if model else '0', 'model': model.name if model else '',
+            'last_error': last_error, 'scheduling': scheduling,
+            'vocabulary_pending': str(int(vocabulary_pending))}
 
 
 def status_name(node_name: str) -> str:

@@ -1,8 +1,10 @@
-"""What the node does with one frame, without rclpy.init: messages in, messages and counts out.
+"""The per-frame message path, shared by the node and the offline labeller (blendclip-label-bag).
 
-Kept apart from the node class so the lifecycle node stays glue and the per-frame path (conversion,
-frame check, the core `label_frame` call, message building) can be driven without a ROS graph.
-Nothing here raises on bad input: the outcome says what was skipped or counted and why.
+One paired (cloud, boxes) in -> a `FrameOutcome`: the labels as the serialised LabelledObjectArray that
+is published (node) or written (bag) unchanged, markers built from the same predictions and boxes,
+counts and timings. No rclpy.init, no ROS graph: conversion, the frame check, the core `label_frame`
+call, message building. Nothing here raises on bad input: the outcome says what was skipped or counted
+and why.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blendclip_core.geometry import Boxes
-from blendclip_core.types import ObjectStatus
+from blendclip_core.types import ObjectStatus, Predictions
 from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
 from blendclip_ros.conversions.cdr import (
     CdrLayoutError,
@@ -28,29 +29,8 @@ from blendclip_ros.conversions.markers import labelled_markers
 from blendclip_ros.conversions.pointcloud import MalformedCloudError, cloud_to_xyz
 from blendclip_ros.conversions.vision import boxes_from_detection3d_array
 
+from .model import LoadedModel
 from .params import NodeParams, StaticTransform
-
-# Latency windows reported on /diagnostics (milliseconds):
-WINDOWS = (
-    'processing',  # worker: frame taken -> labels (and markers) published
-    'model',  # encoder + classifier inside label_frame
-    'ros_overhead',  # processing - model: conversion, cropping, message building, publishing
-    'convert',  # messages -> numpy (cloud view + copy of finite xyz, boxes), frame transform
-    'crop',  # points of every box (blendclip_core.preprocess, inside label_frame)
-    'build',  # the LabelledObjectArray's bytes (CDR) from the predictions
-    'publish',  # publish() calls (and marker building when someone subscribes)
-    'queue_wait',  # pair complete -> worker starts it
-    'stamp_to_publish',  # header stamp -> labels published, node clock (needs synced clocks)
-)
-
-# Counters always reported (0 until something happens), so monitors and tests can rely on the keys.
-COUNTERS = (
-    'clouds_received', 'boxes_received', 'frames_published', 'frames_failed', 'frames_skipped_too_many_boxes',
-    'frames_skipped_frame_mismatch', 'frames_skipped_boxes_malformed', 'clouds_malformed', 'clouds_empty',
-    'points_nonfinite', 'boxes_total', 'boxes_malformed', 'objects_labelled', 'objects_no_points',
-    'objects_invalid_box', 'objects_below_threshold', 'parameters_rejected', 'vocabulary_updates',
-    'vocabulary_update_failures', 'vocabulary_updates_superseded', 'callbacks_failed',
-)
 
 STATUS_COUNTER = {
     ObjectStatus.OK: 'objects_labelled',
@@ -77,97 +57,33 @@ class FrameSettings:
 
 @dataclass
 class FrameOutcome:
+    """What one frame gave: labels and markers to send (unless skipped), counts, timings, a warning."""
+
     counts: Counter = field(default_factory=Counter)
     skip_reason: str = ''  # '' = answered; else the counter suffix frames_skipped_<reason>
     message: str = ''  # a warning for the log (throttled by the node)
     warn_kind: str = ''
     model_ms: float = 0.0
     timings: dict = field(default_factory=dict)  # convert_ms, crop_ms, model_ms, build_ms
-    labels_cdr: bytes = b''  # the LabelledObjectArray serialised, what the node publishes; b'' if skipped
-    parts: tuple | None = field(default=None, repr=False)  # (predictions, boxes, header, model name)
-    _labels: Any = field(default=None, repr=False)
+    labels_cdr: bytes = b''  # the LabelledObjectArray serialised (published, written); b'' if skipped
+    predictions: Predictions | None = field(default=None, repr=False)  # None when skipped
+    boxes: Boxes | None = field(default=None, repr=False)  # the input boxes (their frame, as labelled)
+    header: Any = field(default=None, repr=False)  # the box array's header, copied into the labels
+    model: str = ''  # model name written into the labels
 
     @property
     def labels(self) -> Any:
-        """The LabelledObjectArray (None when the frame was skipped), made on first use: the node
-        publishes `labels_cdr` and needs the message objects only for markers."""
-        if self._labels is None and self.parts is not None:
-            predictions, boxes, header, model = self.parts
-            self._labels = labelled_objects_to_msg(predictions, boxes, header=header, model=model)
-        return self._labels
+        """The LabelledObjectArray as message objects (None when skipped), for tools and tests: the same
+        message `labels_cdr` holds."""
+        if self.predictions is None:
+            return None
+        return labelled_objects_to_msg(self.predictions, self.boxes, header=self.header, model=self.model)
 
-
-class LoadedModel:
-    """Encoder + text space + vocabulary embeddings, as the node uses them (worker thread only)."""
-
-    def __init__(self, classifier: Any, name: str, device: str, text_space: str) -> None:
-        self.classifier = classifier
-        self.name = name
-        self.device = device
-        self.text_space = text_space
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self.classifier.labels)
-
-    @property
-    def templates(self) -> tuple[str, ...]:
-        return tuple(self.classifier.templates)
-
-    @property
-    def vocabulary_version(self) -> str:
-        return str(self.classifier.vocabulary_version)
-
-    def set_vocabulary(self, labels, templates) -> None:
-        self.classifier.set_vocabulary(list(labels), list(templates))
-
-    def build_vocabulary(self, labels, templates) -> Any:
-        """The slow half of a vocabulary change (text embeddings, on the CPU), safe to run on another
-        thread while frames are labelled: nothing the worker uses is touched."""
-        return self.classifier.build_vocabulary(list(labels), list(templates), device='cpu')
-
-    def use_vocabulary(self, vocab: Any) -> None:
-        """The quick half, on the worker thread: copy to the device and swap (labels and embeddings
-        together). The copy stays off other threads: a CUDA graph may be capturing on the worker."""
-        self.classifier.use_vocabulary(vocab)
-
-    def describe(self) -> str:
-        return f'model {self.name!r} on {self.device}, text space {self.text_space!r}'
-
-    def release(self) -> None:
-        self.classifier = None
-
-
-def load_model(params: NodeParams) -> LoadedModel:
-    """Checkpoint + text space + vocabulary embeddings on the chosen device (raises with a reason)."""
-    if params.checkpoint and not Path(params.checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f'checkpoint not found: {params.checkpoint}')
-    from blendclip_core.checkpoint import default_checkpoint_path
-    from blendclip_core.classifier import ZeroShotClassifier
-
-    if params.cpu_threads:
-        import torch
-
-        torch.set_num_threads(params.cpu_threads)
-    path = Path(params.checkpoint).expanduser() if params.checkpoint else default_checkpoint_path()
-    if not path:
-        raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
-    classifier = ZeroShotClassifier.from_checkpoint(
-        path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
-        text_space=params.text_space or None, top_k=params.top_k)
-    channels = int(getattr(classifier.encoder, 'in_channels', 3))
-    if channels != 3:
-        raise ValueError(f'{path}: the encoder takes {channels} input channels; the node feeds xyz only')
-    return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec)
-
-
-def empty_device_cache() -> None:
-    """Give cached CUDA memory back after the model is dropped (no-op without CUDA)."""
-    import sys
-
-    torch = sys.modules.get('torch')
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def markers(self) -> Any:
+        """The RViz MarkerArray of this frame's predictions and boxes (None when skipped)."""
+        if self.predictions is None:
+            return None
+        return labelled_markers(self.predictions, self.boxes, self.header)
 
 
 def boxes_of(msg: Any) -> Boxes:
@@ -230,9 +146,10 @@ def boxes_in_cloud_frame(boxes: Boxes, cloud_frame: str,
 
 def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, settings: FrameSettings,
                      transforms: dict[tuple[str, str], StaticTransform]) -> FrameOutcome:
-    """One paired frame -> LabelledObjectArray (header copied from the boxes) plus counters.
+    """One paired frame -> LabelledObjectArray bytes (header copied from the boxes) plus counters.
 
-    boxes_msg: DetectedBoxArray, a vision_msgs Detection3DArray, or a serialised DetectedBoxArray.
+    cloud_msg: a PointCloud2 or its serialised bytes. boxes_msg: DetectedBoxArray, a vision_msgs
+    Detection3DArray, or a serialised DetectedBoxArray.
     """
     out = FrameOutcome()
     t0 = time.perf_counter()
@@ -252,6 +169,22 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
                        f"between them: set static_transforms ['{cloud_frame}->{boxes.frame_id}: x y z qx qy "
                        "qz qw'] or publish the boxes in the cloud's frame")
         return out
+    points = _points(cloud_msg, cloud_error, out)
+    t1 = time.perf_counter()
+    predictions, timings = _label(points, crop_boxes, model, settings)
+    t2 = time.perf_counter()
+    for status, count in zip(*np.unique(predictions.status, return_counts=True)):
+        out.counts[STATUS_COUNTER.get(ObjectStatus(int(status)), 'objects_other')] += int(count)
+    out.predictions, out.boxes, out.header, out.model = predictions, boxes, header, model.name
+    out.labels_cdr = labelled_objects_cdr(predictions, boxes, header, model.name)
+    out.model_ms = timings['model_ms']
+    out.timings = {'convert_ms': (t1 - t0) * 1e3, 'crop_ms': timings['crop_ms'], 'model_ms': out.model_ms,
+                   'build_ms': (time.perf_counter() - t2) * 1e3}
+    return out
+
+
+def _points(cloud_msg: Any, cloud_error: Exception | None, out: FrameOutcome) -> np.ndarray:
+    """The cloud's finite xyz; none (and counted) when it is empty or malformed."""
     try:
         if cloud_error is not None:
             raise cloud_error
@@ -270,17 +203,7 @@ def label_frame_msgs(cloud_msg: Any, boxes_msg: Any, model: LoadedModel, setting
     out.counts['points_nonfinite'] += dropped
     if len(points) == 0 and not out.counts['clouds_malformed']:
         out.counts['clouds_empty'] += 1
-    t1 = time.perf_counter()
-    predictions, timings = _label(points, crop_boxes, model, settings)
-    t2 = time.perf_counter()
-    for status, count in zip(*np.unique(predictions.status, return_counts=True)):
-        out.counts[STATUS_COUNTER.get(ObjectStatus(int(status)), 'objects_other')] += int(count)
-    out.parts = (predictions, boxes, header, model.name)
-    out.labels_cdr = labelled_objects_cdr(predictions, boxes, header, model.name)
-    out.model_ms = timings['model_ms']
-    out.timings = {'convert_ms': (t1 - t0) * 1e3, 'crop_ms': timings['crop_ms'], 'model_ms': out.model_ms,
-                   'build_ms': (time.perf_counter() - t2) * 1e3}
-    return out
+    return points
 
 
 def _decode_boxes(boxes_msg: Any, max_boxes: int, out: FrameOutcome) -> tuple[Boxes, Any] | None:
@@ -317,7 +240,3 @@ def _label(points: np.ndarray, boxes: Boxes, model: LoadedModel, settings: Frame
     # Without the split (another pipeline version) everything counts as model time: never flatters overhead.
     model_ms = float(timings.get('model_ms', total_ms))
     return result, {'model_ms': model_ms, 'crop_ms': float(timings.get('crop_ms', total_ms - model_ms))}
-
-
-def markers_msg(labels_msg: Any):
-    return labelled_markers(labels_msg)

@@ -40,7 +40,7 @@ def run(argv: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        if node.get_parameter('autostart').value and not node.autostart():
+        if node.get_parameter('autostart').value and not autostart(node):
             node.get_logger().error('autostart failed; the node stays up for a lifecycle manager to retry '
                                     f'({node.last_error})')
         executor.spin()
@@ -54,6 +54,15 @@ def run(argv: list[str] | None = None) -> int:
     del node, executor
     gc.collect()
     return 0
+
+
+def autostart(node) -> bool:
+    """configure + activate, as a lifecycle manager would. False (logged) if either fails."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        return False
+    return node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
 def release_context() -> bool:

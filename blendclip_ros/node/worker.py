@@ -68,6 +68,34 @@ def set_ordinary() -> str:
     return ''
 
 
+def start_scheduled(worker: LatestOnlyWorker, priority: int, log: Any = _LOG) -> str:
+    """Set the calling (executor) thread at `priority` (SCHED_FIFO; 0 = ordinary), then start `worker`
+    at the same priority; '' when both applied, else why not (logged as a warning to `log`).
+
+    Both Python threads, because they share the GIL: an ordinary executor thread preempted while it
+    holds the GIL would stall a real-time worker just the same (priority inversion). Executor first:
+    a new thread starts with its creator's policy, so a worker started from an executor raised by an
+    earlier configure would stay real-time at priority 0.
+    """
+    executor_error = set_realtime(priority) if priority else set_ordinary()
+    worker.start(priority)
+    error = worker.realtime_error or executor_error
+    if error:
+        log.warning(f'realtime_priority {priority} not applied, the node runs at ordinary priority: {error}')
+    elif priority:
+        log.info(f'executor and worker threads under SCHED_FIFO priority {priority}')
+    return error
+
+
+def describe_scheduling(priority: int, error: str) -> str:
+    """What /diagnostics says under 'scheduling'."""
+    if not priority:
+        return 'ordinary'
+    if error:
+        return f'ordinary (SCHED_FIFO {priority} refused: {error})'
+    return f'SCHED_FIFO {priority}'
+
+
 class LatestOnlyWorker:
     """Runs `process(item)` on its own thread for the newest submitted item only."""
 

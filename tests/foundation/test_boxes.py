@@ -162,7 +162,7 @@ def test_vision_msgs_detections_to_boxes():
     for i in range(3):
         det = Detection3D(id='' if i == 2 else f'd{i}')
         det.bbox.center = conv.pose_msg(boxes.centers[i], boxes.quaternions[i])
-        det.bbox.size = conv.vector_msg(boxes.sizes[i])
+        det.bbox.size = Vector3(**dict(zip('xyz', map(float, boxes.sizes[i]))))
         if i:
             det.results = [ObjectHypothesisWithPose(ObjectHypothesis('bus', 0.2)),
                            ObjectHypothesisWithPose(ObjectHypothesis('car', 0.7))]

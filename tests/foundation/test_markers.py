@@ -14,7 +14,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from blendclip_core.geometry import Boxes, quaternion_to_matrix
 from blendclip_core.types import ObjectStatus, Predictions
-from blendclip_ros.conversions import labelled_objects_to_msg
 from blendclip_ros.conversions.markers import PALETTE, label_colour, labelled_markers
 
 
@@ -27,12 +26,13 @@ def labelled(n_ok: int = 3):
     indices = np.array([[i % 2, 1 - i % 2] for i in range(n_ok)] + [[-1, -1]] * 2)
     scores = np.array([[0.83, 0.1]] * n_ok + [[np.nan, np.nan]] * 2)
     preds = Predictions(indices, scores, np.full(n, 50), np.array(status), ('car', 'pedestrian'), 'v')
-    return boxes, labelled_objects_to_msg(preds, boxes, header=Header(frame_id='lidar'))
+    return boxes, preds, Header(frame_id='lidar')
 
 
 def test_markers_delete_all_then_box_and_text_per_drawable_object():
-    boxes, msg = labelled()
-    markers = deserialize_message(serialize_message(labelled_markers(msg, lifetime_s=0.25)), MarkerArray)
+    boxes, preds, header = labelled()
+    markers = deserialize_message(serialize_message(labelled_markers(preds, boxes, header, lifetime_s=0.25)),
+                                  MarkerArray)
     first, rest = markers.markers[0], markers.markers[1:]
     assert first.action == Marker.DELETEALL
     assert len(rest) == 2 * 4  # the INVALID_BOX object is not drawn
@@ -61,8 +61,8 @@ def test_markers_delete_all_then_box_and_text_per_drawable_object():
 
 
 def test_colours_follow_labels():
-    _, msg = labelled()
-    lines = [m for m in labelled_markers(msg).markers if m.type == Marker.LINE_LIST]
+    boxes, preds, header = labelled()
+    lines = [m for m in labelled_markers(preds, boxes, header).markers if m.type == Marker.LINE_LIST]
     rgb = [(round(m.color.r, 3), round(m.color.g, 3), round(m.color.b, 3)) for m in lines]
     assert rgb[0] == rgb[2] != rgb[1]  # car, pedestrian, car
     assert rgb[3] == label_colour('')  # no label: grey

@@ -218,7 +218,7 @@ def test_cdr_labels_follow_a_vocabulary_change():
 @pytest.mark.parametrize('n', [0, 1, 5, 64])
 def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
     from blendclip.msg import DetectedBoxArray
-    from blendclip_ros.node import runtime
+    from blendclip_ros.node import frame
 
     rng = np.random.default_rng(n)
     boxes = _boxes(max(n, 1), rng).subset(slice(0, n))
@@ -226,7 +226,7 @@ def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
     boxes = Boxes(boxes.centers, boxes.sizes, boxes.quaternions, ids, 'base_link',
                   tuple('' if i % 2 else 'Fußgänger' * (i % 4) for i in range(n)), boxes.detector_scores)
     data = serialize_message(conv.boxes_to_msg(boxes, stamp=Time(sec=1_700_000_123, nanosec=456)))
-    ours, header = runtime.boxes_and_header(data)
+    ours, header = frame.boxes_and_header(data)
     typed = deserialize_message(data, DetectedBoxArray)
     theirs = conv.boxes_from_msg(typed)
     assert ours.ids == theirs.ids and ours.detector_labels == theirs.detector_labels
@@ -242,7 +242,7 @@ def test_box_arrays_read_from_cdr_as_rclpy_reads_them(n):
     big_endian = big_endian_box_array(boxes, 1_700_000_123, 456)
     assert _plain(deserialize_message(big_endian, DetectedBoxArray)) == _plain(typed)  # the encoder is right
     assert cdr.cdr_stamp_ns(big_endian) == 1_700_000_123_000_000_456
-    be_boxes, header = runtime.boxes_and_header(big_endian)
+    be_boxes, header = frame.boxes_and_header(big_endian)
     assert be_boxes.ids == theirs.ids and be_boxes.detector_labels == theirs.detector_labels
     assert header.frame_id == 'base_link' and (header.stamp.sec, header.stamp.nanosec) == (1_700_000_123, 456)
     for name in ('centers', 'sizes', 'quaternions', 'detector_scores'):
@@ -258,14 +258,14 @@ def test_box_bytes_that_are_no_box_array_are_layout_errors_quickly():
     bounded by the message size (a huge count is refused before any loop), never another exception."""
     import time
 
-    from blendclip_ros.node import runtime
+    from blendclip_ros.node import frame
 
     rng = np.random.default_rng(5)
     valid = serialize_message(conv.boxes_to_msg(_boxes(3, rng), stamp=Time(sec=1, nanosec=2)))
     for kind, data in broken_box_messages(valid).items():
         start = time.perf_counter()
         with pytest.raises(cdr.CdrLayoutError):
-            runtime.boxes_and_header(data)
+            frame.boxes_and_header(data)
         assert time.perf_counter() - start < 0.05, kind
     assert cdr.cdr_stamp_ns(valid[:8]) is None and cdr.cdr_stamp_ns(b'\x00\x07' + valid[2:]) is None
     # more boxes than the limit: refused from the count, before the boxes are read
