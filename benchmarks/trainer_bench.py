@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from blendclip_core.encoder import create_model  # noqa: E402
 from blendclip_core.train import distributed  # noqa: E402
 from blendclip_core.train.config import DDP_COMMS  # noqa: E402
-from blendclip_core.train.loop import TrainModule, compile_encoder, train_step  # noqa: E402
 from blendclip_core.train.losses import PointTextImageLoss  # noqa: E402
 from blendclip_core.train.optim import build_optimizer, build_scheduler  # noqa: E402
+from blendclip_core.train.step import TrainModule, compile_encoder, train_step  # noqa: E402
 from blendclip_core.train.toy_data import SHAPES, sample_object  # noqa: E402
 
 PEAK_BF16 = {'H100': 989.4e12, 'H200': 989.4e12}  # dense, SXM datasheet

@@ -22,8 +22,8 @@ from blendclip_core.text_space import (
     CachedTextSpace,
     TextEmbeddingCache,
     TextSpace,
+    build_zero_shot_classifier,
     create_text_space,
-    embed_vocabulary,
 )
 from blendclip_core.text_space.base import resolve_device
 from blendclip_core.types import ObjectBatch, ObjectStatus, Predictions
@@ -138,7 +138,7 @@ class ZeroShotClassifier:
         if templates is None:
             templates = self._vocab.templates if self._vocab is not None else DEFAULT_TEMPLATES
         labels, templates = validate_vocabulary(labels, templates)
-        emb = embed_vocabulary(self.text_space, labels, templates, self.cache_dir)
+        emb = build_zero_shot_classifier(self.text_space, labels, templates, self.cache_dir)
         version = vocabulary_version(labels, templates, self.text_space.cache_key)
         return EmbeddedVocabulary(labels, templates, emb.to(device or self.device), version)
 

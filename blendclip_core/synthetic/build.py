@@ -55,9 +55,9 @@ def write_class_file(space, labels, templates, path: Path) -> Path:
     which lets a machine without the text model evaluate during training."""
     import numpy as np
 
-    from blendclip_core.text_space import embed_vocabulary
+    from blendclip_core.text_space import build_zero_shot_classifier
 
-    emb = embed_vocabulary(space, list(labels), list(templates)).numpy().astype(np.float32)
+    emb = build_zero_shot_classifier(space, list(labels), list(templates)).numpy().astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, names=np.array(list(labels)), embeddings=emb, templates=np.array(list(templates)),
              spec=np.array(space.spec), weights_id=np.array(space.weights_id))

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from blendclip_core.vocabulary import prompts
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,12 +65,13 @@ class TextSpace(ABC):
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, dim) float32 L2-normalised embeddings on the CPU."""
 
-    def encode_vocabulary(self, labels: Sequence[str], templates: Sequence[str],
-                          cache_dir=None) -> torch.Tensor:
-        """(V, dim) class embeddings: `embed_vocabulary(self, labels, templates, cache_dir)`."""
-        from blendclip_core.text_space.cache import embed_vocabulary
-
-        return embed_vocabulary(self, labels, templates, cache_dir)
+    def embed_classes(self, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """(V, dim) class embeddings: per label the normalised mean of its normalised prompt embeddings
+        (open_clip's zero-shot head). Spaces that hold class vectors themselves (toy, file) override it;
+        callers go through `build_zero_shot_classifier`, which adds the on-disk cache."""
+        texts = [p for label in labels for p in prompts(label, templates)]
+        emb = self.embed_texts(texts).reshape(len(labels), len(templates), -1)
+        return normalise(emb.mean(dim=1))
 
     @property
     def cache_key(self) -> str:

@@ -2,8 +2,8 @@
 
 Two layers, both keyed by the text space (spec + weights id) so that vectors from different weights
 never mix:
-- `embed_vocabulary(space, labels, templates, cache_dir)`: one small .npz per (space, templates, label)
-  holding the label's normalised mean over its prompts. A vocabulary change re-embeds only new labels.
+- `build_zero_shot_classifier(space, labels, templates, cache_dir)`: one small .npz per (space,
+  templates, label) holding the label's class vector. A vocabulary change re-embeds only new labels.
 - `TextEmbeddingCache`: exact text -> vector for one space, saved as one .npz. A machine that cannot
   run the text model (the GPU trainer cannot load MiniLM) serves from it through `CachedTextSpace`,
   which loads the real space only for misses, and only if given a fallback.
@@ -29,7 +29,6 @@ from blendclip_core.text_space.base import (
     check_texts,
     normalise,
 )
-from blendclip_core.vocabulary import prompts
 
 logger = logging.getLogger(__name__)
 
@@ -178,37 +177,31 @@ class CachedTextSpace(TextSpace):
         return self._fallback
 
 
-def embed_vocabulary(space: TextSpace, labels: Sequence[str], templates: Sequence[str],
-                     cache_dir: str | Path | None = None) -> torch.Tensor:
-    """(V, D) class embeddings: per label the normalised mean of its normalised prompt embeddings.
+def build_zero_shot_classifier(space: TextSpace, labels: Sequence[str], templates: Sequence[str],
+                               cache_dir: str | Path | None = None) -> torch.Tensor:
+    """(V, D) class embeddings, the zero-shot head: `space.embed_classes` (per label the normalised mean
+    of its normalised prompt embeddings, as open_clip's build_zero_shot_classifier).
 
-    With `cache_dir`, each label's vector is read from / written to a small .npz keyed by the text
-    space (spec and weights), the templates and the label, so the model loads only for new labels.
+    The one way the trainer, evaluation, the node and the offline tools build it. With `cache_dir`, each
+    label's vector is read from / written to a small .npz keyed by the text space (spec and weights), the
+    templates and the label, so the model loads only for new labels.
     """
     labels, templates = check_texts(labels), check_texts(templates)
     if not templates:
         raise ValueError('at least one prompt template is needed')
-    cache_dir = Path(cache_dir) if cache_dir is not None else None
-    out: list[torch.Tensor | None] = [None] * len(labels)
-    todo = list(range(len(labels)))
-    if cache_dir is not None:
-        space_key = space.cache_key
-        files = [cache_dir / f'{_label_key(space_key, templates, lab)}.npz' for lab in labels]
-        for i in list(todo):
-            vec = _read_label_file(files[i], space.dim)
-            if vec is not None:
-                out[i] = vec
-                todo.remove(i)
-    if todo:
-        texts = [p for i in todo for p in prompts(labels[i], templates)]
-        emb = space.embed_texts(texts).reshape(len(todo), len(templates), -1)
-        means = normalise(emb.mean(dim=1))
-        for row, i in enumerate(todo):
-            out[i] = means[row]
-            if cache_dir is not None:
-                _write_label_file(files[i], means[row], space, templates, labels[i])
     if not labels:
         return torch.zeros(0, space.dim)
+    if cache_dir is None:
+        return space.embed_classes(labels, templates)
+    cache_dir = Path(cache_dir)
+    files = [cache_dir / f'{_label_key(space.cache_key, templates, lab)}.npz' for lab in labels]
+    out = [_read_label_file(f, space.dim) for f in files]
+    todo = [i for i, vec in enumerate(out) if vec is None]
+    if todo:
+        means = space.embed_classes([labels[i] for i in todo], templates)
+        for row, i in enumerate(todo):
+            out[i] = means[row]
+            _write_label_file(files[i], means[row], space, templates, labels[i])
     return torch.stack(out)
 
 

@@ -37,7 +37,7 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(preference: str = 'auto', local_rank: int = 0) -> torch.device:
+def rank_device(preference: str = 'auto', local_rank: int = 0) -> torch.device:
     """'auto' -> cuda:<local_rank> when CUDA is there, else cpu; 'cpu', 'cuda', 'cuda:1' as given."""
     if preference == 'auto':
         preference = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -51,7 +51,7 @@ def init_distributed(device: str = 'auto') -> DistInfo:
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    dev = resolve_device(device, local_rank)
+    dev = rank_device(device, local_rank)
     if dev.type == 'cuda':
         torch.cuda.set_device(dev)
     if world_size <= 1:

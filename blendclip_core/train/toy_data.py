@@ -1,21 +1,22 @@
 """`--data synthetic`: a generated in-memory triplet set, so the whole training loop runs on a CPU in seconds.
 
 K shape classes (sphere, box, cylinder, ...) sampled as dense full surfaces ('synthetic', like CAD) or as
-sparse, noisy, one-sided views ('real-like', like a LiDAR seeing one side of an object). The 'text space'
-is a fixed random unit vector per class name (seeded, nearly orthogonal for dim >= 32): the encoder must
-learn geometry -> class direction, which is exactly what zero-shot accuracy measures, at no CLIP cost.
+sparse, noisy, one-sided views ('real-like', like a LiDAR seeing one side of an object). The text space is
+the registered 'toy' space (blendclip_core.text_space.toy): a fixed random unit vector per class name
+(seeded, nearly orthogonal for dim >= 32): the encoder must learn geometry -> class direction, which is
+exactly what zero-shot accuracy measures, at no CLIP cost.
 The image embedding is that vector plus noise (sometimes missing), exercising the image term and its mask.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from blendclip_core.data.triplet import REAL, SYNTHETIC, Triplet
+from blendclip_core.text_space.toy import class_embeddings
 
 
 def _sphere(rng, n):
@@ -100,15 +101,6 @@ class ToySetConfig:
 
 
 REAL_LIKE_DEFAULTS = {'points': (16, 64), 'noise': 0.02}
-
-
-def class_embeddings(names: Sequence[str], dim: int, seed: int = 0) -> np.ndarray:
-    """(K, dim) float32 unit vectors, a fixed function of each class name (crc32) and seed."""
-    out = np.empty((len(names), dim), np.float32)
-    for i, name in enumerate(names):
-        v = np.random.default_rng([zlib.crc32(name.encode()), seed]).normal(size=dim)
-        out[i] = v / np.linalg.norm(v)
-    return out
 
 
 def _pose(rng: np.random.Generator, pts: np.ndarray) -> np.ndarray:

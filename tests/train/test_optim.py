@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from blendclip_core.encoder import create_model
-from blendclip_core.train.loop import TrainModule
 from blendclip_core.train.losses import PointTextImageLoss
 from blendclip_core.train.optim import build_optimizer, build_scheduler, cosine_factor, param_groups
+from blendclip_core.train.step import TrainModule
 
 
 def test_param_groups_of_the_real_encoder():

@@ -10,9 +10,10 @@ from train_testutil import FAST
 
 from blendclip_core.encoder import create_model
 from blendclip_core.train.distributed import GlobalBatchNorm1d, convert_batchnorm
-from blendclip_core.train.loop import NonFiniteLossError, Trainer, TrainModule, batch_to_device, train_step
+from blendclip_core.train.loop import NonFiniteLossError, Trainer
 from blendclip_core.train.losses import PointTextImageLoss
 from blendclip_core.train.optim import build_optimizer, build_scheduler
+from blendclip_core.train.step import TrainModule, batch_to_device, train_step
 from training.train import build_config, parse_args
 
 
@@ -116,7 +117,7 @@ def test_dataloader_workers_build_the_same_batches(tmp_path):
 def test_rng_state_round_trip_loads_with_weights_only(tmp_path):
     import random
 
-    from blendclip_core.train.loop import atomic_torch_save, rng_state, set_rng_state
+    from blendclip_core.train.checkpointing import atomic_torch_save, rng_state, set_rng_state
 
     torch.manual_seed(1)
     np.random.seed(2)

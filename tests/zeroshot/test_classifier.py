@@ -9,7 +9,12 @@ import torch
 from blendclip_core.checkpoint import ModelCard, save_checkpoint
 from blendclip_core.classifier import VocabularyError, ZeroShotClassifier, select_objects
 from blendclip_core.encoder import create_model
-from blendclip_core.text_space import CachedTextSpace, OpenClipSpace, TextEmbeddingCache, embed_vocabulary
+from blendclip_core.text_space import (
+    CachedTextSpace,
+    OpenClipSpace,
+    TextEmbeddingCache,
+    build_zero_shot_classifier,
+)
 from blendclip_core.types import ObjectBatch, ObjectStatus
 from blendclip_core.vocabulary import DEFAULT_TEMPLATES, NUSCENES_10, prompts
 
@@ -79,7 +84,8 @@ def test_vocabulary_change_without_encoder_reload(classifier, tiny_clip):
     assert after.vocabulary == ('dog', 'kick scooter', 'car') and after.indices.shape == (2, 3)
     assert after.vocabulary_version != old_version != ''
     assert classifier.templates == DEFAULT_TEMPLATES
-    want = embed_vocabulary(OpenClipSpace(tiny_clip), ['dog', 'kick scooter', 'car'], DEFAULT_TEMPLATES)
+    want = build_zero_shot_classifier(OpenClipSpace(tiny_clip), ['dog', 'kick scooter', 'car'],
+                                      DEFAULT_TEMPLATES)
     torch.testing.assert_close(classifier.vocabulary.embeddings, want)
     probs = torch.softmax(100 * classifier.embed(batch) @ want.T, -1).numpy()
     np.testing.assert_array_equal(after.indices, np.argsort(-probs, 1))

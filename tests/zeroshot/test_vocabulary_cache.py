@@ -10,7 +10,7 @@ from blendclip_core.text_space import (
     TextEmbeddingCache,
     TextEmbeddingCacheMiss,
     TextSpaceError,
-    embed_vocabulary,
+    build_zero_shot_classifier,
 )
 from blendclip_core.vocabulary import (
     DEFAULT_TEMPLATES,
@@ -41,7 +41,7 @@ def test_vocabularies_are_data():
 
 def test_label_embedding_is_normalised_template_mean(minilm):
     labels = ['car', 'traffic cone']
-    emb = embed_vocabulary(minilm, labels, DEFAULT_TEMPLATES)
+    emb = build_zero_shot_classifier(minilm, labels, DEFAULT_TEMPLATES)
     assert emb.shape == (2, 384)
     for i, label in enumerate(labels):
         per_prompt = minilm.embed_texts(prompts(label, DEFAULT_TEMPLATES))
@@ -52,30 +52,32 @@ def test_label_embedding_is_normalised_template_mean(minilm):
 def test_cache_hit_does_not_load_the_model(tiny_clip, tmp_path):
     labels = list(NUSCENES_10)
     first = OpenClipSpace(tiny_clip)
-    emb = embed_vocabulary(first, labels, DEFAULT_TEMPLATES, cache_dir=tmp_path)
+    emb = build_zero_shot_classifier(first, labels, DEFAULT_TEMPLATES, cache_dir=tmp_path)
     assert first.loads == 1 and len(list(tmp_path.glob('*.npz'))) == 10
 
     second = OpenClipSpace(tiny_clip)
-    again = embed_vocabulary(second, labels, DEFAULT_TEMPLATES, cache_dir=tmp_path)
+    again = build_zero_shot_classifier(second, labels, DEFAULT_TEMPLATES, cache_dir=tmp_path)
     assert second.loads == 0  # every label came from disk
     torch.testing.assert_close(again, emb)
 
-    grown = embed_vocabulary(second, labels + ['kick scooter'], DEFAULT_TEMPLATES, cache_dir=tmp_path)
+    grown = build_zero_shot_classifier(second, labels + ['kick scooter'], DEFAULT_TEMPLATES,
+                                       cache_dir=tmp_path)
     assert second.loads == 1 and len(list(tmp_path.glob('*.npz'))) == 11
     torch.testing.assert_close(grown[:10], emb)
 
     # other templates are other keys: embedded, not served stale
     third = OpenClipSpace(tiny_clip)
-    other = embed_vocabulary(third, labels[:2], ['a photo of a {}.'], cache_dir=tmp_path)
+    other = build_zero_shot_classifier(third, labels[:2], ['a photo of a {}.'], cache_dir=tmp_path)
     assert third.loads == 1 and not torch.allclose(other, emb[:2])
 
 
 def test_corrupt_cache_file_is_ignored(tiny_clip, tmp_path):
     space = OpenClipSpace(tiny_clip)
-    emb = embed_vocabulary(space, ['car'], DEFAULT_TEMPLATES, cache_dir=tmp_path)
+    emb = build_zero_shot_classifier(space, ['car'], DEFAULT_TEMPLATES, cache_dir=tmp_path)
     (path,) = tmp_path.glob('*.npz')
     path.write_bytes(b'garbage')
-    torch.testing.assert_close(embed_vocabulary(space, ['car'], DEFAULT_TEMPLATES, cache_dir=tmp_path), emb)
+    again = build_zero_shot_classifier(space, ['car'], DEFAULT_TEMPLATES, cache_dir=tmp_path)
+    torch.testing.assert_close(again, emb)
 
 
 def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
@@ -89,10 +91,10 @@ def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
     torch.testing.assert_close(loaded.lookup(texts[::-1]), space.embed_texts(texts[::-1]))
 
     cached = CachedTextSpace(space.spec, loaded)
-    from_cache = embed_vocabulary(cached, NUSCENES_10, DEFAULT_TEMPLATES)
-    torch.testing.assert_close(from_cache, embed_vocabulary(space, NUSCENES_10, DEFAULT_TEMPLATES))
+    from_cache = build_zero_shot_classifier(cached, NUSCENES_10, DEFAULT_TEMPLATES)
+    torch.testing.assert_close(from_cache, build_zero_shot_classifier(space, NUSCENES_10, DEFAULT_TEMPLATES))
     with pytest.raises(TextEmbeddingCacheMiss, match="'point cloud of a dog.'"):
-        embed_vocabulary(cached, ['dog'], DEFAULT_TEMPLATES)
+        build_zero_shot_classifier(cached, ['dog'], DEFAULT_TEMPLATES)
 
     created = []
 
@@ -120,9 +122,9 @@ def test_text_cache_round_trip_and_cache_only_space(tiny_clip, tmp_path):
         TextEmbeddingCache.load(tmp_path / 'bad.npz')
 
 
-def test_encode_vocabulary_method_matches_function(minilm):
-    torch.testing.assert_close(minilm.encode_vocabulary(['bus'], ['a {}']),
-                               embed_vocabulary(minilm, ['bus'], ['a {}']))
+def test_embed_classes_method_matches_function(minilm):
+    torch.testing.assert_close(minilm.embed_classes(['bus'], ['a {}']),
+                               build_zero_shot_classifier(minilm, ['bus'], ['a {}']))
 
 
 def test_driving_vocabulary_covers_the_generated_classes():
