@@ -4,14 +4,15 @@
         --out models/default/blendclip-default.pt
 
 Measures zero-shot accuracy the way the product labels (blendclip_core.pipeline.run_frame on the real
-sweep in data/nuscenes_sample; ZeroShotClassifier on generated held-out sets), then saves the encoder
-with a card that names the text space (minilm:all-MiniLM-L6-v2), the prompts, the data, the classes seen
-and every measured number, plus models/default/metrics.json.
+sweep in data/nuscenes_sample; ZeroShotClassifier on generated held-out sets) in the text space the
+trainer recorded in the card, then saves the encoder with that card plus what shipping adds: its name, the
+node's prompts, the classes, every measured number and the notes; and models/default/metrics.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -21,7 +22,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TEXT_SPACE = 'minilm:all-MiniLM-L6-v2'
+NOTES = ('Demo-grade default: trained in minutes on generated data into an offline sentence-embedding '
+         'space (all-MiniLM-L6-v2), because no CLIP weights can be downloaded here. For real use train '
+         'into OpenCLIP (ViT-B-16 datacomp_xl_s13b_b90k) on mined nuScenes triplets. The real-sweep '
+         'numbers come from ONE sweep (7 boxes with >= 20 points, 5 of them barriers): far too few for '
+         'a real accuracy figure. Class margins in this text space are small: measured in fp32; bf16 '
+         'autocast lowered held-out accuracy by 1-12 points. See docs/model_card.md.')
 
 
 def _topk(indices: np.ndarray, targets: np.ndarray, k: int) -> float:
@@ -71,15 +77,17 @@ def evaluate_generated(classifier, path: Path, labels) -> dict:
     return {'objects': len(keep), 'top1': _topk(indices, targets, 1), 'top3': _topk(indices, targets, 3)}
 
 
-def measure(encoder_path: Path, sample_dir: Path, data_dir: Path, cache: Path | None) -> dict:
+def measure(encoder_path: Path, sample_dir: Path, data_dir: Path, cache: Path | None,
+            text_space: str) -> dict:
+    """Accuracy in `text_space` (the card's), served from the text cache `cache` when there is one."""
     from blendclip_core.classifier import ZeroShotClassifier
     from blendclip_core.synthetic import shapes
     from blendclip_core.text_space import CachedTextSpace, TextEmbeddingCache, create_text_space
     from blendclip_core.vocabulary import NUSCENES_10, NUSCENES_EVAL_TEMPLATES
 
-    space = create_text_space(TEXT_SPACE)
+    space = create_text_space(text_space)
     if cache is not None and cache.is_file():
-        space = CachedTextSpace(TEXT_SPACE, TextEmbeddingCache.load(cache), fallback=space)
+        space = CachedTextSpace(text_space, TextEmbeddingCache.load(cache), fallback=space)
     clf = ZeroShotClassifier.from_checkpoint(encoder_path, labels=NUSCENES_10, text_space=space,
                                              templates=NUSCENES_EVAL_TEMPLATES, device='cpu')
     m = {'protocol': 'zero-shot, prompt "point cloud of a {}.", 10 nuScenes classes unless named',
@@ -102,15 +110,17 @@ def flat_metrics(m: dict) -> dict[str, float]:
 
 def finalize(encoder_path: Path, out: Path, sample_dir: Path, data_dir: Path, cache: Path | None,
              train_summary: Path | None = None) -> dict:
-    from blendclip_core.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+    """Measure the trained encoder and ship it: the trainer's card (text space, logit scale, data) with
+    the shipped name, prompts, classes, measured metrics and notes added."""
+    from blendclip_core.checkpoint import load_checkpoint, save_checkpoint
     from blendclip_core.synthetic import shapes
     from blendclip_core.vocabulary import DEFAULT_TEMPLATES
 
-    m = measure(encoder_path, sample_dir, data_dir, cache)
     encoder, trained_card = load_checkpoint(encoder_path)
+    m = measure(encoder_path, sample_dir, data_dir, cache, trained_card.text_space)
     summary = json.loads(train_summary.read_text()) if train_summary and train_summary.is_file() else {}
-    card = ModelCard(
-        name='blendclip-default', text_space=TEXT_SPACE, prompt_templates=list(DEFAULT_TEMPLATES),
+    card = dataclasses.replace(
+        trained_card, name='blendclip-default', prompt_templates=list(DEFAULT_TEMPLATES),
         training_data={**trained_card.training_data,
                        'what': 'generated driving objects only (blendclip_core.synthetic): dense surface '
                                'samples of parametric meshes + the same objects seen by a simulated 32-beam '
@@ -118,15 +128,8 @@ def finalize(encoder_path: Path, out: Path, sample_dir: Path, data_dir: Path, ca
                        'classes': list(shapes.class_names()), 'final_eval_during_training':
                            summary.get('final_eval', {})},
         classes_seen=list(shapes.class_names()), metrics=flat_metrics(m),
-        logit_scale=trained_card.logit_scale,
         # MiniLM's class prompts lie close together; bf16 on the GPU cost 1-12 points (model card).
-        inference_precision='fp32',
-        notes='Demo-grade default: trained in minutes on generated data into an offline sentence-embedding '
-              'space (all-MiniLM-L6-v2), because no CLIP weights can be downloaded here. For real use train '
-              'into OpenCLIP (ViT-B-16 datacomp_xl_s13b_b90k) on mined nuScenes triplets. The real-sweep '
-              'numbers come from ONE sweep (7 boxes with >= 20 points, 5 of them barriers): far too few for '
-              'a real accuracy figure. Class margins in this text space are small: measured in fp32; bf16 '
-              'autocast lowered held-out accuracy by 1-12 points. See docs/model_card.md.')
+        inference_precision='fp32', notes=NOTES)
     save_checkpoint(out, encoder, card)
     cache_out = out.with_suffix('').with_suffix('.text_cache.npz')
     if cache is not None and cache.is_file() and cache.resolve() != cache_out.resolve():

@@ -35,12 +35,12 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TextSpaceConfig:
     """The frozen text space the triplets were embedded with; recorded in the model card and used to
-    embed the evaluation vocabulary. spec: 'toy' (toy_data.class_embeddings, for --data synthetic),
-    'file:<path.npz>' (arrays 'names', 'embeddings'), or a blendclip_core.text_space spec such as
-    'openclip:ViT-B-16:datacomp_xl_s13b_b90k' or 'minilm:all-MiniLM-L6-v2'."""
+    embed the evaluation vocabulary. spec: any blendclip_core.text_space spec: 'toy' (seeded vectors, for
+    --data synthetic), 'file:<path.npz>' (arrays 'names', 'embeddings'; the card records the spec the file
+    names), 'openclip:ViT-B-16:datacomp_xl_s13b_b90k', 'minilm:all-MiniLM-L6-v2'."""
 
     spec: str = 'toy'
-    params: dict = field(default_factory=dict)  # e.g. {weights: /path/open_clip_model.safetensors}
+    params: dict = field(default_factory=dict)  # the space's constructor arguments, e.g. {text_seed: 1}
     templates: tuple[str, ...] = ('point cloud of a {}.',)
 
 

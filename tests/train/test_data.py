@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from blendclip_core.data.triplet import REAL, SYNTHETIC
+from blendclip_core.text_space.toy import class_embeddings
 from blendclip_core.train import curriculum
 from blendclip_core.train.augment import AugmentConfig, augment_points
 from blendclip_core.train.config import SourceConfig
 from blendclip_core.train.sources import ComposerSpec, CurriculumBatches, TripletPool, build_pool, load_source
-from blendclip_core.train.toy_data import SHAPES, ToySetConfig, class_embeddings, make_toy_triplets
+from blendclip_core.train.toy_data import SHAPES, ToySetConfig, make_toy_triplets
 
 
 def test_toy_set_is_deterministic_and_shaped_as_asked():

@@ -9,7 +9,8 @@ import torch
 from train_testutil import SMOKE, train_records
 
 from blendclip_core.checkpoint import load_checkpoint
-from blendclip_core.train.toy_data import SHAPES, ToySetConfig, class_embeddings, make_toy_triplets
+from blendclip_core.text_space.toy import class_embeddings
+from blendclip_core.train.toy_data import SHAPES, ToySetConfig, make_toy_triplets
 from blendclip_core.types import ObjectBatch
 from training.train import main
 

@@ -1,4 +1,5 @@
-"""Text spaces for real: a tiny OpenCLIP built offline, the bundled MiniLM, specs and errors."""
+"""Text spaces for real: a tiny OpenCLIP built offline, the bundled MiniLM, the registered toy and file:
+spaces, specs and errors."""
 
 import io
 import os
@@ -15,9 +16,11 @@ from blendclip_core.text_space import (
     TextSpaceError,
     TextSpaceUnavailableError,
     UnknownTextSpaceError,
+    build_zero_shot_classifier,
     create_text_space,
     parse_openclip_spec,
 )
+from blendclip_core.text_space.toy import class_embeddings
 
 
 def _assert_normalised(emb, n, dim):
@@ -121,3 +124,35 @@ def test_core_imports_without_open_clip_or_transformers():
             "s = blendclip_core.text_space.create_text_space('minilm:all-MiniLM-L6-v2')\n"
             "assert s.dim == 384\n")
     subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
+def test_toy_is_a_registered_text_space():
+    space = create_text_space('toy', dim=16, text_seed=3)
+    assert space.spec == 'toy' and space.dim == 16
+    want = class_embeddings(['box', 'cone'], 16, 3)
+    np.testing.assert_array_equal(build_zero_shot_classifier(space, ['box', 'cone'], ['a {}.']).numpy(), want)
+    np.testing.assert_array_equal(space.embed_texts(['box']).numpy(), want[:1])
+    for bad in [dict(), dict(spec='toy:8', dim=8)]:
+        with pytest.raises(UnknownTextSpaceError):
+            create_text_space(bad.pop('spec', 'toy'), **bad)
+
+
+def test_file_space_serves_its_classes_under_the_spec_it_records(tmp_path):
+    emb = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    path = tmp_path / 'classes.npz'
+    np.savez(path, names=np.array(['construction_vehicle', 'car']), embeddings=emb,
+             templates=np.array(['a {}.']), spec=np.array('minilm:all-MiniLM-L6-v2'),
+             weights_id=np.array('w1'))
+    space = create_text_space(f'file:{path}')
+    assert space.spec == 'minilm:all-MiniLM-L6-v2' and space.weights_id == 'w1' and space.dim == 8
+    got = build_zero_shot_classifier(space, ['car', 'construction vehicle'], ['a {}.']).numpy()
+    np.testing.assert_allclose(got, (emb / np.linalg.norm(emb, axis=1, keepdims=True))[::-1])
+    with pytest.raises(ValueError, match='lacks'):
+        build_zero_shot_classifier(space, ['dog'], ['a {}.'])
+    with pytest.raises(TextSpaceUnavailableError):
+        space.embed_texts(['a car'])
+    bare = tmp_path / 'bare.npz'
+    np.savez(bare, names=np.array(['car']), embeddings=emb[:1])
+    assert create_text_space(f'file:{bare}').spec == f'file:{bare}'
+    with pytest.raises(TextSpaceUnavailableError):
+        _ = create_text_space(f'file:{tmp_path / "missing.npz"}').dim
