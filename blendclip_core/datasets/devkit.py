@@ -9,7 +9,9 @@ into the reference; cameras are the sample's key-frame images with their own ego
 
 from __future__ import annotations
 
+import importlib
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,28 +30,47 @@ from blendclip_core.datasets.frame import (
 from blendclip_core.geometry import Boxes
 
 REFERENCES = ('lidar', 'ego')
+OFFICIAL_SPLITS = ('train', 'val', 'test', 'mini_train', 'mini_val', 'train_detect', 'train_track')
 VISIBILITY_BUCKETS = ((40, 1), (60, 2), (80, 3), (100, 4))  # upper bound of 'v<lo>-<hi>' -> nuScenes level
 
 
 @dataclass(frozen=True)
 class Format:
-    """What differs between the nuScenes-schema datasets."""
+    """A nuScenes-schema dataset: what differs between them, and its reader (open, splits, frames)."""
 
     name: str  # 'nuscenes', 'truckscenes'
     title: str  # for messages
+    devkit: str  # the devkit's package: 'nuscenes', 'truckscenes'
+    devkit_class: str  # its database class: 'NuScenes', 'TruckScenes'
     read_points: Callable[[Path], np.ndarray]  # file -> float32 (N, C), x, y, z, intensity first
-    category_to_class: Callable[[str], str | None]  # fine category -> benchmark class
     lidar_channels: tuple[str, ...]  # () = every LiDAR of the sample, sorted
     reference: str  # the default reference: 'lidar' (the first channel) or 'ego'
 
+    def open_db(self, dataroot: str | Path, version: str):
+        root = Path(dataroot)
+        if not (root / version).is_dir():
+            raise DatasetNotFoundError(
+                f'{self.title} tables not found: {root / version} ({root} has no table folder {version!r}; '
+                'check --dataroot and --version, e.g. v1.0-mini or v1.0-trainval)')
+        database = getattr(importlib.import_module(self.devkit), self.devkit_class)
+        with warnings.catch_warnings():  # truckscenes-devkit warns about its optional visualisation extras
+            warnings.simplefilter('ignore')
+            return database(version=version, dataroot=str(root), verbose=False)
 
-def check_dataroot(dataroot: str | Path, version: str, title: str) -> Path:
-    root = Path(dataroot)
-    if not (root / version).is_dir():
-        raise DatasetNotFoundError(f'{title} tables not found: {root / version} ({root} has no table folder '
-                                   f'{version!r}; check --dataroot and --version, e.g. v1.0-mini or '
-                                   'v1.0-trainval)')
-    return root
+    def split_scene_names(self, split: str) -> list[str] | None:
+        """Scene names of an official split; None when `split` is not one."""
+        if split not in OFFICIAL_SPLITS:
+            return None
+        return list(importlib.import_module(f'{self.devkit}.utils.splits').create_splits_scenes()[split])
+
+    def category_to_class(self, category: str) -> str | None:
+        """The devkit's fine category -> detection benchmark class (None outside them)."""
+        utils = importlib.import_module(f'{self.devkit}.eval.detection.utils')
+        return utils.category_to_detection_name(category)
+
+    def read_frame(self, db, sample_token: str, sweeps: int = 1, scene: str = '', **kwargs) -> Frame:
+        """See `read_frame`."""
+        return read_frame(db, self, sample_token, sweeps, scene, **kwargs)
 
 
 def scene_samples(db, scene_token: str) -> list[str]:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from blendclip_core.datasets import devkit
-from blendclip_core.datasets.frame import CorruptInputError, Frame
+from blendclip_core.datasets.devkit import Format
+from blendclip_core.datasets.frame import CorruptInputError
 
 LIDAR_CHANNEL = 'LIDAR_TOP'
 LIDAR_BIN_DIMS = 5  # nuScenes .pcd.bin: float32 x, y, z, intensity, ring
-OFFICIAL_SPLITS = ('train', 'val', 'test', 'mini_train', 'mini_val', 'train_detect', 'train_track')
 
 
 def load_lidar_bin(path: Path | str, dims: int = LIDAR_BIN_DIMS) -> np.ndarray:
@@ -30,31 +29,4 @@ def load_lidar_bin(path: Path | str, dims: int = LIDAR_BIN_DIMS) -> np.ndarray:
     return np.fromfile(path, dtype=np.float32).reshape(-1, dims)
 
 
-def category_to_class(category: str) -> str | None:
-    from nuscenes.eval.detection.utils import category_to_detection_name
-
-    return category_to_detection_name(category)
-
-
-FORMAT = devkit.Format('nuscenes', 'nuScenes', load_lidar_bin, category_to_class, (LIDAR_CHANNEL,), 'lidar')
-
-
-def open_db(dataroot: str | Path, version: str):
-    root = devkit.check_dataroot(dataroot, version, FORMAT.title)
-    from nuscenes import NuScenes
-
-    return NuScenes(version=version, dataroot=str(root), verbose=False)
-
-
-def split_scene_names(split: str) -> list[str] | None:
-    """Scene names of an official split; None when `split` is not one."""
-    if split not in OFFICIAL_SPLITS:
-        return None
-    from nuscenes.utils.splits import create_splits_scenes
-
-    return list(create_splits_scenes()[split])
-
-
-def read_frame(db, sample_token: str, sweeps: int = 1, scene: str = '', **kwargs) -> Frame:
-    """See `devkit.read_frame`."""
-    return devkit.read_frame(db, FORMAT, sample_token, sweeps, scene, **kwargs)
+NUSCENES = Format('nuscenes', 'nuScenes', 'nuscenes', 'NuScenes', load_lidar_bin, (LIDAR_CHANNEL,), 'lidar')

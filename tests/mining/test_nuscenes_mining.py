@@ -11,8 +11,7 @@ from helpers.nuscenes_dataroot import make_nuscenes_dataroot
 from PIL import Image
 
 from blendclip_core.data.shards import iter_shards, read_index
-from blendclip_core.datasets.nuscenes import load_lidar_bin, read_frame
-from blendclip_core.datasets.nuscenes import open_db as open_nuscenes
+from blendclip_core.datasets.nuscenes import NUSCENES, load_lidar_bin
 from blendclip_core.mining.captioners import TemplateCaptioner
 from blendclip_core.mining.categories import NUSCENES_TO_DETECTION, TRUCKSCENES_TO_DETECTION, coarse_label
 from blendclip_core.mining.objects import MineConfig, mine_frame
@@ -22,9 +21,12 @@ from blendclip_core.mining.sweeps import crop_sweeps, stack_sweeps
 pytest.importorskip('nuscenes')
 
 
+open_nuscenes = NUSCENES.open_db
+
+
 def nuscenes_frame(db, token, config, scene):
     """The shared reader with the miner's sweep count."""
-    return read_frame(db, token, config.sweeps, scene)
+    return NUSCENES.read_frame(db, token, config.sweeps, scene)
 
 
 @pytest.fixture(scope='module')
