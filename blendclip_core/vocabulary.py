@@ -106,13 +106,7 @@ def validate_vocabulary(labels: Sequence[str],
 
 def validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
     """Labels with runs of whitespace collapsed, or VocabularyError ('a  b' and 'A b' collide)."""
-    if isinstance(labels, str):
-        raise VocabularyError('labels must be a list of strings, not one string')
-    labels = list(labels)
-    if not labels:
-        raise VocabularyError('the vocabulary needs at least one label')
-    if len(labels) > MAX_LABELS:
-        raise VocabularyError(f'{len(labels)} labels: at most {MAX_LABELS} are allowed')
+    labels = _bounded_list(labels, 'labels', 'the vocabulary needs at least one label', MAX_LABELS)
     clean, seen = [], {}
     for i, label in enumerate(labels):
         if not isinstance(label, str):
@@ -133,13 +127,8 @@ def validate_labels(labels: Sequence[str]) -> tuple[str, ...]:
 
 def validate_templates(templates: Sequence[str]) -> tuple[str, ...]:
     """Prompt templates (each a plain format string with one {} for the label), or VocabularyError."""
-    if isinstance(templates, str):
-        raise VocabularyError('templates must be a list of strings, not one string')
-    templates = list(templates)
-    if not templates:
-        raise VocabularyError('at least one prompt template is needed')
-    if len(templates) > MAX_TEMPLATES:
-        raise VocabularyError(f'{len(templates)} prompt templates: at most {MAX_TEMPLATES} are allowed')
+    templates = _bounded_list(templates, 'prompt templates', 'at least one prompt template is needed',
+                              MAX_TEMPLATES)
     for t in templates:
         if isinstance(t, str) and len(t) > MAX_TEMPLATE_CHARS:
             raise VocabularyError(f'template {t[:40]!r}... is longer than {MAX_TEMPLATE_CHARS} characters '
@@ -153,3 +142,15 @@ def validate_templates(templates: Sequence[str]) -> tuple[str, ...]:
     if len(set(templates)) != len(templates):
         raise VocabularyError('templates must be unique')
     return tuple(templates)
+
+
+def _bounded_list(values: Sequence[str], what: str, empty: str, limit: int) -> list:
+    """`values` as a list, VocabularyError when it is one string, empty or longer than `limit`."""
+    if isinstance(values, str):
+        raise VocabularyError(f'{what} must be a list of strings, not one string')
+    values = list(values)
+    if not values:
+        raise VocabularyError(empty)
+    if len(values) > limit:
+        raise VocabularyError(f'{len(values)} {what}: at most {limit} are allowed')
+    return values
