@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 2 benchmarks/trainer_bench.py --variant compile --json ...   # two GPUs
     python benchmarks/trainer_bench.py --merge out/*.json --out benchmarks/results/trainer.json
 
-What is timed is the trainer's own step (blendclip_core.train.loop.train_step): packed points of
+What is timed is the trainer's own step (blendclip_core.train.step.train_step): packed points of
 `--batch` objects x `--points` points per GPU -> encoder (FPS, kNN, mini-PointNet, transformer) in bf16
 autocast -> features gathered across ranks with gradients -> point-text + point-image InfoNCE ->
 backward (DDP all-reduce) -> grad clipping -> fused AdamW. Batches are pre-built on the GPU (a few,
