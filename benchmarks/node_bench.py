@@ -150,10 +150,11 @@ def run(args) -> dict:
     client_environment()
     import rclpy
     from lifecycle_msgs.msg import Transition
-    from node_harness import NodeClient, stamp_msg
+    from node_harness import NodeClient
     from visualization_msgs.msg import MarkerArray
 
     from blendclip_ros.conversions import boxes_to_msg, points_to_cloud
+    from blendclip_ros.conversions.stamps import ns_to_stamp
 
     tmp = Path(tempfile.mkdtemp(prefix='node_bench_'))
     checkpoint = args.checkpoint or make_checkpoint(tmp / 'tiny.pt')
@@ -190,8 +191,8 @@ def run(args) -> dict:
             now = time.monotonic()
             if now >= next_t:
                 stamp = time.time_ns()
-                cloud.header.stamp = stamp_msg(stamp)
-                boxes_msg.header.stamp = stamp_msg(stamp)
+                cloud.header.stamp = ns_to_stamp(stamp)
+                boxes_msg.header.stamp = ns_to_stamp(stamp)
                 client.cloud_pub.publish(cloud)
                 client.boxes_pub.publish(boxes_msg)
                 published.append(stamp)

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_name  # benchmarks/machine.py (this script's folder is on sys.path)
 
+from blendclip_ros.conversions.stamps import split_ns, to_ns
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / 'benchmarks' / 'results'
 
@@ -148,7 +150,7 @@ class Campaign:
         msg.header.stamp = Time(sec=sec, nanosec=nanosec)
         self.client.cloud_pub.publish(cloud)
         self.client.boxes_pub.publish(msg)
-        return sec * 1_000_000_000 + nanosec
+        return to_ns(sec, nanosec)
 
     def lockstep(self, cloud, boxes, may_skip: bool = True) -> float | None:
         """Send one frame now, wait for its labels or (`may_skip`) for the node to count a frame skipped
@@ -158,7 +160,7 @@ class Campaign:
         done_before = self.frame_done_counter()
         stamp = client.next_stamp()
         t0 = time.perf_counter()
-        self.publish_frame(cloud, boxes, stamp // 1_000_000_000, stamp % 1_000_000_000)
+        self.publish_frame(cloud, boxes, *split_ns(stamp))
         client.spin_until(lambda: stamp in client.received_at
                           or (may_skip and self.frame_done_counter() > done_before), self.args.frame_timeout)
         if stamp in client.received_at:
@@ -189,9 +191,9 @@ class Campaign:
         elif h.target == 'boxes':
             self.client.boxes_pub.publish(h.payload)
         elif h.target == 'stamp':
-            stamp = h.stamp_ns
-            self.publish_frame(self.sample.cloud, self.sample.boxes, stamp // 1_000_000_000,
-                               stamp % 1_000_000_000 if h.nanosec is None else h.nanosec)
+            sec, nanosec = split_ns(h.stamp_ns)
+            self.publish_frame(self.sample.cloud, self.sample.boxes, sec,
+                               nanosec if h.nanosec is None else h.nanosec)
         elif h.target == 'param':
             self.set_param(h.kind, *h.payload)
         elif any(h.kind.startswith(k) for k in HOSTILE_BOX_FRAMES):
@@ -203,7 +205,7 @@ class Campaign:
                 self.worst_by_kind[h.kind] = max(ms, self.worst_by_kind.get(h.kind, 0.0))
         else:
             stamp = self.client.next_stamp()
-            self.publish_frame(*h.payload, stamp // 1_000_000_000, stamp % 1_000_000_000)
+            self.publish_frame(*h.payload, *split_ns(stamp))
         self.client.executor.spin_once(timeout_sec=0.001)
 
     def set_param(self, kind: str, name: str, value) -> None:
@@ -254,8 +256,7 @@ class Campaign:
             now = time.monotonic()
             if now >= next_t:
                 stamp = client.next_stamp()
-                self.publish_frame(self.sample.cloud, self.sample.boxes, stamp // 1_000_000_000,
-                                   stamp % 1_000_000_000)
+                self.publish_frame(self.sample.cloud, self.sample.boxes, *split_ns(stamp))
                 published.append(stamp)
                 next_t = max(next_t + period, now)
             if t_request is None and now - t_start > 3.0:

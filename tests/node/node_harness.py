@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import yaml
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
@@ -29,6 +28,7 @@ from sensor_msgs.msg import PointCloud2
 from blendclip.msg import DetectedBoxArray, LabelledObjectArray, Vocabulary
 from blendclip_core.geometry import Boxes
 from blendclip_ros.conversions import boxes_to_msg, points_to_cloud
+from blendclip_ros.conversions.stamps import ns_to_stamp, stamp_to_ns
 from blendclip_ros.node.diagnostics import parse_status_values, status_name
 
 HERE = Path(__file__).resolve().parent
@@ -60,14 +60,6 @@ def sample_cloud(points: np.ndarray, frame_id: str = 'LIDAR_TOP') -> PointCloud2
     return points_to_cloud(points, ('x', 'y', 'z', 'intensity', 'ring'), frame_id=frame_id)
 
 
-def stamp_msg(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def stamp_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
 class NodeClient:
     """Publishes inputs to and reads outputs of the node named `node` (default topics)."""
 
@@ -92,7 +84,7 @@ class NodeClient:
         self._last_stamp = 0
 
     def _on_labels(self, msg: LabelledObjectArray) -> None:
-        stamp = stamp_ns(msg.header.stamp)
+        stamp = stamp_to_ns(msg.header.stamp)
         self.received_at.setdefault(stamp, time.time_ns())
         if self.keep_labels:
             self.labels[stamp] = msg
@@ -140,8 +132,8 @@ class NodeClient:
         stamp = self.next_stamp() if stamp is None else stamp
         if isinstance(boxes, Boxes):
             boxes = boxes_to_msg(boxes)
-        cloud.header.stamp = stamp_msg(stamp if cloud_stamp is None else cloud_stamp)
-        boxes.header.stamp = stamp_msg(stamp)
+        cloud.header.stamp = ns_to_stamp(stamp if cloud_stamp is None else cloud_stamp)
+        boxes.header.stamp = ns_to_stamp(stamp)
         self.cloud_pub.publish(cloud)
         self.boxes_pub.publish(boxes)
         return stamp

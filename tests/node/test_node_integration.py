@@ -25,7 +25,6 @@ from node_harness import (
     load_sample,
     plan_launch,
     sample_cloud,
-    stamp_msg,
     string,
     string_array,
     write_params,
@@ -33,6 +32,7 @@ from node_harness import (
 
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus
+from blendclip_ros.conversions.stamps import ns_to_stamp, split_ns, stamp_to_ns
 
 START_TIMEOUT = 120.0  # torch + MiniLM import on a busy 2-core machine
 
@@ -128,7 +128,7 @@ def test_every_frame_answered_one_object_per_box(client, sample):
         labels = client.frame(cloud, boxes, stamp=stamp)
         _assert_answers_boxes(labels, boxes)
         assert labels.header.frame_id == 'LIDAR_TOP' and labels.model == 'tiny-node-test'
-        assert labels.header.stamp.sec * 10**9 + labels.header.stamp.nanosec == stamp
+        assert stamp_to_ns(labels.header.stamp) == stamp
         assert labels.vocabulary_version == client.vocabularies[-1].version
         num_points = np.array([o.num_points for o in labels.objects])
         np.testing.assert_array_equal(num_points, recount)  # cropped from the cloud we sent
@@ -309,8 +309,8 @@ def test_bytes_that_are_no_message_are_counted_and_the_node_keeps_labelling(node
         # a valid frame answered first: the worker is idle, so the broken one is read, not replaced
         _assert_answers_boxes(client.frame(sample_cloud(points), few), few)
         t = client.next_stamp()
-        data = broken_box_messages(serialize_message(boxes_to_msg(few, stamp=stamp_msg(t))))[kind]
-        cloud.header.stamp = stamp_msg(t)
+        data = broken_box_messages(serialize_message(boxes_to_msg(few, stamp=ns_to_stamp(t))))[kind]
+        cloud.header.stamp = ns_to_stamp(t)
         client.cloud_pub.publish(cloud)
         client.boxes_pub.publish(data)
     # no cloud at all: too short for a stamp (the RMW pads to 4 bytes), another encapsulation
@@ -318,17 +318,17 @@ def test_bytes_that_are_no_message_are_counted_and_the_node_keeps_labelling(node
     client.cloud_pub.publish(b'\x00\x07' + bytes(30))
     # a cloud cut in half (stamp readable, body not): its boxes are answered without points
     t = client.next_stamp()
-    cloud.header.stamp = stamp_msg(t)
+    cloud.header.stamp = ns_to_stamp(t)
     client.cloud_pub.publish(serialize_message(cloud)[:len(points) * 10])
-    client.boxes_pub.publish(boxes_to_msg(few, stamp=stamp_msg(t)))
+    client.boxes_pub.publish(boxes_to_msg(few, stamp=ns_to_stamp(t)))
     assert client.spin_until(lambda: t in client.labels, 30), 'frame with a truncated cloud not answered'
     assert {o.status for o in client.labels[t].objects} == {ObjectStatus.NO_POINTS}
     # a box array from a big-endian platform is read like any other
     t = client.next_stamp()
     cloud = sample_cloud(points)
-    cloud.header.stamp = stamp_msg(t)
+    cloud.header.stamp = ns_to_stamp(t)
     client.cloud_pub.publish(cloud)
-    client.boxes_pub.publish(big_endian_box_array(boxes, t // 10**9, t % 10**9))
+    client.boxes_pub.publish(big_endian_box_array(boxes, *split_ns(t)))
     assert client.spin_until(lambda: t in client.labels, 30), 'big-endian box array not answered'
     _assert_answers_boxes(client.labels[t], boxes)
     _assert_answers_boxes(client.frame(sample_cloud(points), boxes), boxes)  # and the next valid frame

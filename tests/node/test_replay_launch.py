@@ -12,6 +12,8 @@ import rclpy
 from node_harness import REPO, NodeClient, child_env, plan_launch, write_params
 from rosbags.highlevel import AnyReader
 
+from blendclip_ros.conversions.stamps import stamp_to_ns
+
 TIMEOUT_S = 120.0
 
 
@@ -54,6 +56,6 @@ def test_replay_launch_labels_the_bag(sample_bag, tiny_checkpoint, tmp_path):
     assert codes[0] == 0, log
     assert len(client.labels) == len(boxes_in), log
     for (stamp, labels), boxes in zip(sorted(client.labels.items()), boxes_in):
-        assert stamp == boxes.header.stamp.sec * 10**9 + boxes.header.stamp.nanosec
+        assert stamp == stamp_to_ns(boxes.header.stamp)
         assert [o.id for o in labels.objects] == [b.id for b in boxes.boxes]
         assert sum(o.status == 0 for o in labels.objects) > 0
