@@ -156,5 +156,20 @@ class Frame:
         return tuple(a.detection_class for a in self.annotations)
 
     @property
+    def labels(self) -> tuple[str | None, ...]:
+        """The benchmark class of each box, None outside them (what real-data evaluation reads)."""
+        return tuple(a.detection_class or None for a in self.annotations)
+
+    @property
+    def points(self) -> np.ndarray:
+        """(N, 4) float32 x, y, z, intensity of every sweep moved into the reference: the cloud a
+        labeller crops the boxes from (a single sweep already in the reference is returned as read)."""
+        if len(self.sweeps) == 1 and np.array_equal(self.sweeps[0].ref_from_sensor.matrix, np.eye(4)):
+            return self.sweeps[0].points
+        parts = [np.column_stack([s.ref_from_sensor.apply(s.points[:, :3]), s.points[:, 3:4]])
+                 for s in self.sweeps]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 4), np.float32)
+
+    @property
     def num_lidar_points(self) -> np.ndarray:
         return np.array([a.num_lidar_pts for a in self.annotations], dtype=np.int64)

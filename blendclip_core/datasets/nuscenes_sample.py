@@ -7,10 +7,12 @@ The JSON already holds the boxes in the LiDAR frame (the reference) with the 10 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from blendclip_core.datasets.files import FileFormat
 from blendclip_core.datasets.frame import Annotation, Camera, DatasetNotFoundError, Frame, Rigid, Sweep
 from blendclip_core.datasets.nuscenes import LIDAR_CHANNEL, load_lidar_bin
 
@@ -61,3 +63,22 @@ def read_frame(directory: str | Path, cameras: bool = True, images: bool = False
     return Frame('nuscenes', m.get('sample_token', ''), m.get('scene', ''), stamp // 1000, stamp, lidar_frame,
                  lidar_to_ego, Rigid.from_matrix(m['ego2global']), (sweep,),
                  tuple(_annotation(o, lidar_to_ego) for o in m['objects']), cams)
+
+
+def _claims(path: Path) -> bool:
+    """A folder (or its annotations_lidar.json) whose JSON names a nuScenes .pcd.bin."""
+    path = path / ANNOTATIONS if path.is_dir() else path
+    if path.name != ANNOTATIONS or not path.is_file():
+        return False
+    try:
+        return str(json.loads(path.read_text()).get('lidar_file', '')).endswith('.pcd.bin')
+    except ValueError:
+        return False
+
+
+def _read(path: Path) -> Iterator[Frame]:
+    yield read_frame(path if path.is_dir() else path.parent, cameras=False)
+
+
+NUSCENES_SAMPLE = FileFormat('nuscenes_sample', f'a folder with {ANNOTATIONS} naming a nuScenes .pcd.bin '
+                                                '(data/nuscenes_sample)', _claims, _read)
