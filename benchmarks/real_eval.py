@@ -47,7 +47,8 @@ def evaluate(classifier, root: Path | None) -> tuple[dict, dict]:
     headline = real.metrics([o for o in dev if o.num_points >= HEADLINE_MIN_POINTS])
     for i, name in enumerate(headline.class_names):
         if headline.counts[i]:
-            results[f'dev_min{HEADLINE_MIN_POINTS}_top1_{name.replace(" ", "_")}'] = float(headline.per_class[1][i])
+            key = f'dev_min{HEADLINE_MIN_POINTS}_top1_{name.replace(" ", "_")}'
+            results[key] = float(headline.per_class[1][i])
     details = {'dev_min5_per_class': headline.table(), 'dev_min5_confusion': headline.confusion.tolist(),
                'class_names': list(headline.class_names)}
     return results, details
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from blendclip_core.classifier import ZeroShotClassifier
     from blendclip_core.evaluation.plots import plot_confusion_matrix
     from blendclip_core.vocabulary import NUSCENES_10
-    classifier = ZeroShotClassifier.from_checkpoint(args.checkpoint, vocabulary=NUSCENES_10, device=args.device)
+    classifier = ZeroShotClassifier.from_checkpoint(args.checkpoint, vocabulary=NUSCENES_10,
+                                                    device=args.device)
     results, details = evaluate(classifier, args.data_root)
     png = args.out.with_name(args.out.stem + '_confusion.png')
     plot_confusion_matrix(details['dev_min5_confusion'], details['class_names'], png,

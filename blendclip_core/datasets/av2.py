@@ -69,10 +69,11 @@ def read_log(log: Path) -> Iterator[Frame]:
         if not len(idx):
             continue
         annotations = tuple(box_annotation(rows['track_uuid'][i], rows['category'][i], centers[i], sizes[i],
-                                           quats[i], category=rows['category'][i], instance=rows['track_uuid'][i],
+                                           quats[i], category=rows['category'][i],
+                                           instance=rows['track_uuid'][i],
                                            num_lidar_pts=int(rows['num_interior_pts'][i])) for i in idx)
-        yield single_sweep_frame('av2', f'{log.name[:8]}_{sweep.stem}', load_feather_points(sweep), annotations,
-                                 REFERENCE, sweep.name, log.name, int(sweep.stem))
+        yield single_sweep_frame('av2', f'{log.name[:8]}_{sweep.stem}', load_feather_points(sweep),
+                                 annotations, REFERENCE, sweep.name, log.name, int(sweep.stem))
 
 
 def _claims(path: Path) -> bool:

@@ -51,7 +51,8 @@ def box_annotation(token: str, label: str | None, center, size_lwh, quaternion_x
     center = np.asarray(center, np.float64)
     return Annotation(token=token, category=category, detection_class=nuscenes_class(label) or '',
                       center=center, quaternion=np.asarray(quaternion_xyzw, np.float64),
-                      size_lwh=np.asarray(size_lwh, np.float64), velocity=np.zeros(3), instance_token=instance,
+                      size_lwh=np.asarray(size_lwh, np.float64), velocity=np.zeros(3),
+                      instance_token=instance,
                       distance=float(np.hypot(center[0], center[1])), num_lidar_pts=num_lidar_pts)
 
 

@@ -101,7 +101,8 @@ def read_info(path: str | Path) -> Iterator[Frame]:
                                    [i.get('num_lidar_pts', -1) for i in boxes])
         bin_path = path.parent / entry['lidar_points']['lidar_path']
         yield single_sweep_frame('kitti', f'{int(entry["sample_id"]):06d}',
-                                 load_lidar_bin(bin_path, KITTI_BIN_DIMS), annotations, REFERENCE, bin_path.name)
+                                 load_lidar_bin(bin_path, KITTI_BIN_DIMS), annotations, REFERENCE,
+                                 bin_path.name)
 
 
 def is_info(path: Path) -> bool:

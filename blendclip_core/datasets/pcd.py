@@ -16,7 +16,8 @@ from blendclip_core.datasets.frame import CorruptInputError
 
 INTENSITY_FIELDS = ('intensity', 'i', 'reflectance', 'remission')
 _TYPES = {'F': 'f', 'I': 'i', 'U': 'u'}
-_HEADER_KEYS = ('VERSION', 'FIELDS', 'SIZE', 'TYPE', 'COUNT', 'WIDTH', 'HEIGHT', 'VIEWPOINT', 'POINTS', 'DATA')
+_HEADER_KEYS = ('VERSION', 'FIELDS', 'SIZE', 'TYPE', 'COUNT', 'WIDTH', 'HEIGHT', 'VIEWPOINT', 'POINTS',
+                'DATA')
 
 
 def _header(raw: bytes) -> tuple[dict[str, list[str]], int]:
