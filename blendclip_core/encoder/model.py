@@ -16,17 +16,16 @@ import torch
 from torch import nn
 
 from blendclip_core.encoder.config import EncoderConfig
-from blendclip_core.encoder.grouping import farthest_point_sample, knn_group
 from blendclip_core.encoder.packing import Caps, DevicePlan, Plan, graph_caps, make_plan
+from blendclip_core.encoder.runner import PackedRunner, PatchInputs, Staging
 from blendclip_core.encoder.tokenizer import PatchEmbed
-from blendclip_core.encoder.transformer import Block, LayerNorm, Linear, run_blocks_fused
-from blendclip_core.types import ObjectBatch
+from blendclip_core.encoder.transformer import Block, LayerNorm, Linear, Sequences, run_blocks_fused
 
 log = logging.getLogger(__name__)
 MAX_GRAPHS = 64  # captured frame sizes kept per model
 
 
-class PointEncoder(nn.Module):
+class PointEncoder(nn.Module, PackedRunner):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         c = config
@@ -48,7 +47,7 @@ class PointEncoder(nn.Module):
         self.gelu_epilogue = True  # ... and fc1's bias + GELU in the product's epilogue (tanh GELU)
         self._graphs: dict | None = None
         self._graph_pool = None
-        self._staging = _Staging()
+        self._staging = Staging()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -58,14 +57,6 @@ class PointEncoder(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    @property
-    def in_channels(self) -> int:
-        return self.config.in_channels
 
     @property
     def device(self) -> torch.device:
@@ -82,18 +73,6 @@ class PointEncoder(nn.Module):
             points.device)[:, None]
         return self.encode_packed(points[mask], counts)
 
-    def encode(self, batch: ObjectBatch, device: torch.device | str | None = None) -> torch.Tensor:
-        """Packed objects -> (B, embed_dim) float32 on the model's device; zero rows for empty objects."""
-        if batch.points.shape[1] < self.in_channels:
-            raise ValueError(f'model needs {self.in_channels} channels, batch has {batch.points.shape[1]}')
-        device = torch.device(device) if device is not None else self.device
-        pts = batch.points[:, :self.in_channels]
-        if not np.isfinite(pts).all():  # cropping never yields these; other callers get a clear error
-            rows = np.flatnonzero(~np.isfinite(pts).all(1))
-            bad = np.unique(np.searchsorted(batch.offsets, rows, 'right') - 1)
-            raise ValueError(f'non-finite points in objects {bad[:10].tolist()}')
-        return self.encode_packed(self._staging.upload(pts, device), batch.counts)
-
     def enable_cuda_graphs(self, enabled: bool = True) -> None:
         """Replay captured CUDA graphs in inference (eval, no grad, CUDA): one capture per rounded
         frame size (see packing.graph_caps), kept until disabled."""
@@ -101,41 +80,6 @@ class PointEncoder(nn.Module):
         self._graph_pool = None  # a fresh pool for the next capture (see _GraphRunner)
 
     # ------------------------------------------------------------------------------------- internals
-
-    def encode_packed(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
-        """(T, C) packed points on the model's device + (B,) host-side point counts -> (B, embed_dim),
-        with gradients when enabled (the trainer's path): no padding, and the counts stay on the host,
-        so planning the patches never waits for the device. Zero rows for empty objects."""
-        counts = np.asarray(counts, dtype=np.int64)
-        out = torch.zeros(len(counts), self.embed_dim, device=points.device)
-        nonempty = np.flatnonzero(counts > 0)
-        if len(nonempty) == 0:
-            return out
-        counts = counts[nonempty]  # empty objects own no rows of `points`
-        if counts.max() > self.config.max_points:
-            points, counts = self._cap_points(points, counts)
-        emb = self._run(points, counts).float()
-        if len(nonempty) == len(out):
-            return emb
-        out[torch.from_numpy(nonempty).to(out.device)] = emb
-        return out
-
-    def _cap_points(self, points: torch.Tensor, counts: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Objects over max_points -> FPS down-sampled to max_points (deterministic)."""
-        cap = self.config.max_points
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        big = np.flatnonzero(counts > cap)
-        rows = [torch.arange(offsets[i], offsets[i + 1]) for i in range(len(counts))]
-        dev = points.device
-        sub_rows = torch.cat([rows[i] for i in big]).to(dev)
-        sub_off = torch.from_numpy(np.concatenate([[0], np.cumsum(counts[big])])).to(dev)
-        k = torch.full((len(big),), cap, dtype=torch.long, device=dev)
-        idx = farthest_point_sample(points[sub_rows], sub_off, k, cap, int(counts[big].max()),
-                                    self.config.fps_start, self.grouping_backend)
-        for j, i in enumerate(big):
-            rows[i] = sub_rows[idx[j]].cpu()
-        keep = torch.cat(rows).to(dev)
-        return points[keep], np.minimum(counts, cap)
 
     def _run(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
         use_graph = (self._graphs is not None and points.is_cuda and not self.training
@@ -184,38 +128,27 @@ class PointEncoder(nn.Module):
         self.__dict__.pop('_tensor_list', None)  # .to() / .cuda() may replace tensors
         return super()._apply(fn, *args, **kwargs)
 
-    def _run_eager(self, points: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
-        plan = make_plan(counts, self.config)
-        buf = self._staging.upload(plan.int_buffer, points.device, slot=1)
-        return self._forward_plan(points, buf, plan)[:plan.n]
-
-    def _forward_plan(self, points: torch.Tensor, plan_buf: torch.Tensor, plan: Plan) -> torch.Tensor:
-        """Everything on the device for one plan: (caps.n, embed_dim). Reads sizes only from plan.caps
-        and indices only from plan_buf, so a CUDA graph of it serves every plan with the same caps."""
-        dp = DevicePlan.from_buffer(plan_buf, plan)
-        c, caps = self.config, dp.caps
-        centres = farthest_point_sample(points, dp.offsets, dp.k, caps.k_max, caps.n_max, c.fps_start,
-                                        self.grouping_backend)
-        groups = knn_group(points, dp.offsets, centres, dp.k, c.group_size, caps.n_max, self.grouping_backend)
-        centre_rows = centres.view(-1)[dp.sel]  # (P,)
-        group_rows = groups.view(-1, c.group_size)[dp.sel]  # (P, G)
-        centre_xyz = points[centre_rows, :3]
-        patches = points[group_rows]  # (P, G, C)
-        rel = patches[..., :3] - centre_xyz[:, None, :]
-        patches = torch.cat([rel, patches[..., 3:]], -1) if c.in_channels > 3 else rel
-        tokens = self.reduce_dim(self.tokenizer(patches))
-        pos = self.pos_embed(centre_xyz)
-        n = caps.n
-        x = torch.cat([self.cls_token[0].to(tokens.dtype).expand(n, -1), tokens])[dp.order]
-        pos = torch.cat([self.cls_pos[0].to(pos.dtype).expand(n, -1), pos])[dp.order]
+    def _embed_plan(self, inputs: PatchInputs, dp: DevicePlan) -> torch.Tensor:
         dp.seqs.use_varlen = self.attention_varlen
+        return self.embed_patches(inputs.patches, inputs.centres, inputs.order, inputs.cls_rows,
+                                  inputs.pool_index, dp.seqs)
+
+    def embed_patches(self, patches: torch.Tensor, centres: torch.Tensor, order: torch.Tensor,
+                      cls_rows: torch.Tensor, pool_index: torch.Tensor, seqs: Sequences) -> torch.Tensor:
+        """The network after grouping (see runner.PatchInputs): (n, embed_dim). Every size comes from
+        the tensors' shapes, so torch.export traces it with symbolic sizes (blendclip_core.export)."""
+        tokens = self.reduce_dim(self.tokenizer(patches))
+        pos = self.pos_embed(centres)
+        n = cls_rows.shape[0]
+        x = torch.cat([self.cls_token[0].to(tokens.dtype).expand(n, -1), tokens])[order]
+        pos = torch.cat([self.cls_pos[0].to(pos.dtype).expand(n, -1), pos])[order]
         if self._fused_inference(x):
-            x = run_blocks_fused(self.blocks, self.norm, x, pos, dp.seqs, self.gelu_epilogue)
+            x = run_blocks_fused(self.blocks, self.norm, x, pos, seqs, self.gelu_epilogue)
         else:
             for blk in self.blocks:
-                x = blk(x + pos, dp.seqs)
+                x = blk(x + pos, seqs)
             x = self.norm(x)
-        feat = torch.cat([x[dp.cls_rows], x[dp.pool_index].amax(1)], -1)
+        feat = torch.cat([x[cls_rows], x[pool_index].amax(1)], -1)
         return self.proj(feat)
 
 
@@ -254,37 +187,3 @@ class _GraphRunner:
         self._load(points, plan)
         self.graph.replay()
         return self.out.clone()
-
-
-class _Staging:
-    """Reused pinned host buffers for host-to-device copies (pinning per call costs more than the copy).
-    A buffer is rewritten only after the copy that last read it has finished."""
-
-    def __init__(self) -> None:
-        self._host: dict[int, torch.Tensor] = {}
-        self._done: dict[int, torch.cuda.Event] = {}
-
-    def upload(self, array: np.ndarray, device: torch.device, slot: int = 0,
-               out: torch.Tensor | None = None) -> torch.Tensor:
-        """numpy array -> tensor on device (or copied into `out`, a device tensor of its size)."""
-        src = torch.from_numpy(np.ascontiguousarray(array))
-        device = out.device if out is not None else device
-        if device.type != 'cuda':
-            return out.copy_(src) if out is not None else src.to(device)
-        nbytes = src.numel() * src.element_size()
-        if slot in self._done:
-            self._done[slot].synchronize()
-        host = self._host.get(slot)
-        if host is None or host.numel() < nbytes:
-            with torch.inference_mode(False):  # rewritten in place later, in or out of inference mode
-                host = torch.empty(max(nbytes, 1 << 20), dtype=torch.uint8).pin_memory()
-            self._host[slot] = host
-        view = host[:nbytes].view(src.dtype).view(src.shape)
-        view.copy_(src)
-        if out is None:
-            out = view.to(device, non_blocking=True)
-        else:
-            out.copy_(view, non_blocking=True)
-        self._done[slot] = torch.cuda.Event()
-        self._done[slot].record()
-        return out

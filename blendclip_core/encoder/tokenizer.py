@@ -41,7 +41,11 @@ class PatchEmbed(nn.Module):
         self._folded_key: tuple | None = None
 
     def _eval_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """Folded weights (in the autocast dtype), recomputed only when a parameter or buffer changed."""
+        """Folded weights (in the autocast dtype), recomputed only when a parameter or buffer changed.
+        While torch.export traces (fake tensors: no data pointers to key a cache on) they are computed
+        in the graph, from the weights it holds."""
+        if torch.compiler.is_compiling():
+            return self._folded_weights(dtype)
         tensors = (*self.first_conv[0].parameters(), *self.first_conv[1].parameters(),
                    self.first_conv[1].running_mean, self.first_conv[1].running_var,
                    *self.second_conv[0].parameters(), *self.second_conv[1].parameters(),
@@ -49,12 +53,16 @@ class PatchEmbed(nn.Module):
         key = (dtype, *((t.data_ptr(), t._version) for t in tensors))
         if key != self._folded_key:
             with torch.no_grad():
-                w1, b1 = _fold(self.first_conv[0], self.first_conv[1])
-                w2, b2 = _fold(self.second_conv[0], self.second_conv[1])
-                parts = (w1, b1, w2[:, :self.local], w2[:, self.local:], b2)
-                self._folded = tuple(t.to(dtype).contiguous() for t in parts)
+                self._folded = self._folded_weights(dtype)
             self._folded_key = key
         return self._folded
+
+    def _folded_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """(w1, b1, w2 global half, w2 local half, b2): BatchNorm folded into the layers before it."""
+        w1, b1 = _fold(self.first_conv[0], self.first_conv[1])
+        w2, b2 = _fold(self.second_conv[0], self.second_conv[1])
+        parts = (w1, b1, w2[:, :self.local], w2[:, self.local:], b2)
+        return tuple(t.to(dtype).contiguous() for t in parts)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(P, G, C) points of each patch, xyz relative to its centre -> (P, out_dim)."""

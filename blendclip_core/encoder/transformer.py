@@ -29,12 +29,12 @@ _epilogue_failed = False
 class Sequences:
     """Where each object's tokens are in the packed (T, D) tensor."""
 
-    cu: torch.Tensor  # (n + 1,) int32 cumulative sequence starts
+    cu: torch.Tensor | None  # (n + 1,) int32 cumulative sequence starts (None: no varlen, no drop-path)
     max_len: int  # an upper bound of the longest sequence
     pad_index: torch.Tensor  # (n, L) packed row of each padded position (first row where unused)
     pad_valid: torch.Tensor  # (n, L) bool
     pad_flat: torch.Tensor  # flat positions of the valid entries of (n, L), row-major (no boolean indexing)
-    token_obj: torch.Tensor  # (T,) object of each row (drop-path)
+    token_obj: torch.Tensor | None  # (T,) object of each row (drop-path; None in inference)
     use_varlen: bool = True
 
 
