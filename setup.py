@@ -17,6 +17,8 @@ CONSOLE_SCRIPTS = {
     'blendclip-embed': 'training.embed:main',
     'blendclip-train': 'training.train:main',
     'blendclip-eval': 'training.evaluate:main',
+    'blendclip-export': 'training.export:main',
+    'blendclip-label-frames': 'training.label_frames:main',
 }
 
 setup(

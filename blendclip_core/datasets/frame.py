@@ -162,7 +162,7 @@ class Frame:
 
     @property
     def points(self) -> np.ndarray:
-        """(N, 4) float32 x, y, z, intensity of every sweep moved into the reference: the cloud a
+        """float32 (N, >= 4) x, y, z, intensity first, every sweep moved into the reference: the cloud a
         labeller crops the boxes from (a single sweep already in the reference is returned as read)."""
         if len(self.sweeps) == 1 and np.array_equal(self.sweeps[0].ref_from_sensor.matrix, np.eye(4)):
             return self.sweeps[0].points
