@@ -40,6 +40,14 @@ HEADLINE = [
     ('bags', 'label_bag_frames_per_s', '', None),
     ('mining', 'mine_boxes_per_s_1sweep', '', None),
     ('mining', 'mine_boxes_per_s_10sweeps', '', None),
+    ('real_eval', 'dev_top1_min5', '>= 0.85', lambda v: v >= 0.85),
+    ('real_eval', 'dev_top1_min5_majority', '', None),
+    ('real_eval', 'dev_classmean_min5', '>= 0.80', lambda v: v >= 0.80),
+    ('real_eval', 'dev_classmean_min5_majority', '', None),
+    ('real_eval', 'av2_top1_min5', '', None),
+    ('real_eval', 'nuscenes_top1_min5', '', None),
+    ('real_eval', 'kitti_top1_min5', '', None),
+    ('real_eval', 'train_av2_top1_min5', '', None),
 ]
 
 
