@@ -14,7 +14,6 @@ import errno
 import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,14 +167,6 @@ class LatestOnlyWorker:
     def idle(self) -> bool:
         with self._cond:
             return not (self._busy or self._has_pending or self._tasks)
-
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.idle():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
 
     def _run(self, realtime_priority: int) -> None:
         if realtime_priority:

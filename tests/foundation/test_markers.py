@@ -80,3 +80,24 @@ def test_colours_are_stable_across_processes():
         outputs.append(json.loads(run.stdout))
     words = ('car', 'truck', 'traffic cone', 'bus')
     assert outputs[0] == outputs[1] == [list(label_colour(w)) for w in words]
+
+
+def test_markers_say_what_the_labels_say():
+    """Markers are drawn from predictions and boxes, not from the labels message: every drawn object's
+    text, colour and pose agree with its LabelledObject (OK, below threshold, no points)."""
+    from blendclip_ros.conversions import labelled_objects_to_msg
+
+    boxes, preds, header = labelled()
+    preds.status[1] = ObjectStatus.BELOW_THRESHOLD
+    labels = labelled_objects_to_msg(preds, boxes, header=header)
+    drawn = [o for o in labels.objects if o.status != ObjectStatus.INVALID_BOX]
+    markers = labelled_markers(preds, boxes, header).markers[1:]
+    lines, texts = markers[0::2], markers[1::2]
+    assert len(lines) == len(texts) == len(drawn)
+    for obj, line, text in zip(drawn, lines, texts):
+        if obj.status == ObjectStatus.OK:
+            assert text.text == f'{obj.label} {obj.score:.2f}'
+        elif obj.status == ObjectStatus.BELOW_THRESHOLD:
+            assert text.text == f'{obj.top_k[0].label}? {obj.top_k[0].score:.2f}'
+        assert (line.color.r, line.color.g, line.color.b) == label_colour(obj.label)
+        assert line.pose == obj.pose and text.pose.position.x == obj.pose.position.x

@@ -2,10 +2,20 @@
 
 import os
 import threading
+import time
 
 import pytest
 
 from blendclip_ros.node.worker import LatestOnlyWorker
+
+
+def wait_idle(worker: LatestOnlyWorker, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not worker.idle():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_keeps_only_newest_pending_item_and_counts_drops():
@@ -26,7 +36,7 @@ def test_keeps_only_newest_pending_item_and_counts_drops():
         assert not w.submit(2)  # replaces 1
         assert not w.submit(3)  # replaces 2
         gate.set()
-        assert w.wait_idle(5)
+        assert wait_idle(w, 5)
     finally:
         assert w.stop()
     assert seen == [0, 3]
@@ -45,11 +55,11 @@ def test_tasks_run_before_next_item_and_errors_do_not_stop_worker():
     w.start()
     try:
         w.submit('bad')
-        assert w.wait_idle(5)
+        assert wait_idle(w, 5)
         w.run_task('t', lambda: order.append('task'))
         w.run_task('broken', lambda: 1 / 0)
         w.submit('good')
-        assert w.wait_idle(5)
+        assert wait_idle(w, 5)
     finally:
         w.stop()
     assert order == ['task', 'good']
@@ -65,7 +75,7 @@ def test_stop_drops_pending_and_is_restartable():
     assert w.stop() and not w.running
     w.start()
     w.submit(1)
-    assert w.wait_idle(5)
+    assert wait_idle(w, 5)
     w.stop()
     assert w.counters.processed == 1
 
@@ -88,7 +98,7 @@ def test_realtime_priority_applies_to_the_worker_thread_only_or_says_why_not():
             assert os.sched_getparam(w._thread.native_id).sched_priority == 5
         assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller (the executor) is untouched
         w.submit('frame')
-        assert w.wait_idle(5) and seen == ['frame']
+        assert wait_idle(w, 5) and seen == ['frame']
     finally:
         assert w.stop()
 
@@ -100,7 +110,7 @@ def test_a_refused_priority_leaves_the_worker_running():
     try:
         assert w.realtime_error
         w.submit('frame')
-        assert w.wait_idle(5) and seen == ['frame']
+        assert wait_idle(w, 5) and seen == ['frame']
     finally:
         assert w.stop()
     w.start()  # a restart without a priority clears the old reason
