@@ -6,7 +6,9 @@ classes are imported by the builders when called), so the bag tools can use it w
 - pointcloud: PointCloud2 <-> numpy structured arrays, `cloud_to_xyz`, typed MalformedCloudError.
 - boxes: DetectedBoxArray <-> Boxes, Predictions -> LabelledObjectArray.
 - vision: vision_msgs/Detection3DArray <-> Boxes / LabelledObjectArray (duck-typed).
-- markers: MarkerArray (wireframe box + label text) for RViz.
+- markers: MarkerArray (wireframe box + label text) for RViz, from predictions and boxes.
+- cdr: LabelledObjectArray -> CDR bytes, DetectedBoxArray CDR -> Boxes (the node's hot paths).
+- stamps: builtin_interfaces/Time <-> integer nanoseconds.
 """
 
 from blendclip_ros.conversions.boxes import (
