@@ -136,3 +136,17 @@ def test_static_transforms_unset_reads_as_empty():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_parameter_policy_is_a_pure_function():
+    from blendclip_ros.node.param_policy import review
+
+    vocab, templates = ('car', 'bus'), ('a {}.',)
+    ok = review([('top_k', 3), ('vocabulary', ['car', 'van'])], True, vocab, templates)
+    assert ok.accepted and ok.updates == {'top_k': 3, 'vocabulary': ('car', 'van')}
+    assert review([('sync_slop', 0.1)], False, vocab, templates).accepted  # unconfigured: allowed
+    assert 'applied at configure' in review([('sync_slop', 0.1)], True, vocab, templates).reason
+    assert 'cloud_topic' in review([('cloud_topic', 'a b')], False, vocab, templates).reason
+    assert 'static transform' in review([('static_transforms', ['x'])], False, vocab, templates).reason
+    # labels are checked with the core rules as the classifier applies them (whitespace normalised)
+    assert 'twice' in review([('vocabulary', ['a  b', 'a b'])], True, vocab, templates).reason
