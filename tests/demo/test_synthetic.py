@@ -56,7 +56,8 @@ def test_scan_is_one_sided_and_on_the_beam_pattern():
     size = np.array([4.0, 2.0, 1.6])
     block = parts.box(*(np.array([-1, 1, -1, 1, -1, 1]) * np.repeat(size / 2, 2)))
     cfg = lidar.LidarConfig(dropout_min=0.0, dropout_max=0.0, occlusion_prob=0.0, ground=False,
-                            range_noise=0.0, box_center_noise=0.0, box_size_noise=0.0, box_yaw_noise=0.0)
+                            range_noise=0.0, box_center_noise=0.0, box_size_noise=0.0, box_yaw_noise=0.0,
+                            sensor_mix=(), truncation_prob=0.0)
     for yaw in (0.0, 0.7, 2.0):
         scan = lidar.scan_object(block, size, rng, cfg, range_m=10.0, yaw=yaw)
         pts = scan.points.astype(np.float64)
@@ -75,7 +76,7 @@ def test_scan_is_one_sided_and_on_the_beam_pattern():
 
 
 def test_scan_point_counts_resemble_the_real_sweep(repo):
-    """Simulated counts at the real boxes' ranges match the real recounts in order of magnitude."""
+    """Simulated HDL-32E counts at the real boxes' ranges match the real recounts in order of magnitude."""
     ann = json.loads((repo / 'data' / 'nuscenes_sample' / 'annotations_lidar.json').read_text())
     from blendclip_core.preprocess import crop_objects
 
@@ -88,7 +89,7 @@ def test_scan_point_counts_resemble_the_real_sweep(repo):
         counts = []
         for _ in range(4):
             obj = shapes.make_object(o['label'], rng)
-            scan = lidar.scan_object(obj.mesh, obj.size_lwh, rng, range_m=r)
+            scan = lidar.scan_object(obj.mesh, obj.size_lwh, rng, range_m=r, sensor='HDL-32E', height=1.84)
             counts.append(int(crop_objects(scan.points, scan.box).points_in_box[0]))
         real.append(o['points_in_box_recount'])
         sim.append(np.median(counts))
