@@ -29,6 +29,7 @@ import torch
 
 from blendclip_core.atomic import atomic_write
 from blendclip_core.encoder import EncoderConfig, PointEncoder, create_model, get_config
+from blendclip_core.normalization import CAPS, DEFAULT_CAP, NORMALIZATIONS, REFERENCE_NORMALIZATION
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,15 @@ class ModelCard:
     inference_precision: str = 'bf16'
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec='seconds'))
     notes: str = ''
+    # The encoder's input normalisation (blendclip_core.normalization): 'metric' (our models: metres,
+    # centred by the crop) or 'unit_sphere' (ULIP-2/BlendCLIP). A stored card without it is refused at
+    # load unless the caller names one (load_checkpoint(input_normalization=...)).
+    input_normalization: str = 'metric'
+    input_cap: str = ''  # 'fps' or 'uniform' above max_points; '' = normalization.DEFAULT_CAP of the kind
+
+    @property
+    def cap(self) -> str:
+        return self.input_cap or DEFAULT_CAP[self.input_normalization]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -165,9 +175,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu',
+                    input_normalization: str | None = None,
                     **overrides: Any) -> tuple[PointEncoder, ModelCard]:
     """Our checkpoint or a ULIP-2/BlendCLIP one -> (model in eval mode, card).
 
+    input_normalization: what the encoder's inputs are ('metric' or 'unit_sphere'); needed only for a
+    card of ours that does not record it (trained before it was recorded: refused otherwise), and it
+    overrides a recorded one (logged). Foreign checkpoints get the reference's 'unit_sphere' + FPS cap.
     overrides change config fields that do not touch weight shapes (e.g. max_points, drop_path);
     for a foreign checkpoint they also pick the architecture (config='pointbert-s' by default).
     """
@@ -175,17 +189,47 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu',
     unknown: list[str] = []
     state = encoder_state_dict(payload, path, unknown)
     if payload.get('format') == FORMAT:
-        card = ModelCard.from_dict(json.loads(payload['card']))
+        card = card_with_normalization(json.loads(payload['card']), path, input_normalization)
         config = EncoderConfig.from_dict(card.architecture, **overrides)
     else:
         base = overrides.pop('config', 'pointbert-s')
         config = get_config(base, embed_dim=int(state['proj.weight'].shape[0]), **overrides)
         card = ModelCard(name=Path(path).stem, notes=f'imported from a ULIP-2/BlendCLIP-style checkpoint; '
-                         f'{len(unknown)} foreign keys ignored; text space unknown: set it')
+                         f'{len(unknown)} foreign keys ignored; text space unknown: set it',
+                         input_normalization=_checked_kind(input_normalization or REFERENCE_NORMALIZATION))
         card.architecture, card.embed_dim = config.to_dict(), config.embed_dim
+        card.max_points = config.max_points  # the reference's npoints (8,192): FPS caps above it
     model = create_model(config)
     load_weights(model, state, path)
     return model.to(map_location).eval(), card
+
+
+def _checked_kind(kind: str) -> str:
+    if kind not in NORMALIZATIONS:
+        raise CheckpointError(f'unknown input normalisation {kind!r}; choose one of {NORMALIZATIONS}')
+    return kind
+
+
+def card_with_normalization(stored: dict[str, Any], path: str | Path,
+                            input_normalization: str | None = None) -> ModelCard:
+    """The card of one of our checkpoints, its input normalisation checked (see load_checkpoint)."""
+    recorded = stored.get('input_normalization', '')
+    if not recorded and input_normalization is None:
+        raise CheckpointError(
+            f'{path}: the model card does not record its input normalisation (a checkpoint from before '
+            f'it was recorded); say which its encoder was trained on: input_normalization="metric" '
+            f'(our models until now: metres, centred by the crop) or "unit_sphere" (ULIP-2/BlendCLIP), '
+            f'or re-save it with the field (ModelCard.input_normalization)')
+    card = ModelCard.from_dict(stored)
+    if input_normalization is not None:
+        if recorded and recorded != input_normalization:
+            log.warning('%s: card records input normalisation %r; using %r as asked', path, recorded,
+                        input_normalization)
+        card.input_normalization = input_normalization
+    _checked_kind(card.input_normalization)
+    if card.input_cap not in ('', *CAPS):
+        raise CheckpointError(f'{path}: unknown input cap {card.input_cap!r}; choose one of {CAPS}')
+    return card
 
 
 def encoder_state_dict(payload: dict[str, Any], path: str | Path,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from blendclip_core.normalization import DEFAULT_CAP, NORMALIZATIONS, normalize_objects
 from blendclip_core.text_space import (
     CachedTextSpace,
     TextEmbeddingCache,
@@ -70,12 +71,19 @@ class ZeroShotClassifier:
     logit_scale: temperature of the softmax over cosine similarities (the checkpoint's learned one;
         CLIP's 100 when None), so scores are the probabilities the model was trained to produce.
     cache_dir: where per-label text embeddings are cached (None: no disk cache).
+    input_normalization: what the encoder was trained on ('metric' or 'unit_sphere', the model card's);
+        applied by `embed` to every batch, so every caller feeds the encoder alike. input_cap: 'fps' or
+        'uniform' above input_max_points ('': the kind's default); input_max_points None: the encoder's.
     """
 
     def __init__(self, encoder, text_space: TextSpace, labels: Sequence[str] = DRIVING,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, *, device: str = 'auto', top_k: int = 5,
                  logit_scale: float | None = None, cache_dir: str | Path | None = None,
-                 model_name: str = '', precision: str = 'bf16') -> None:
+                 model_name: str = '', precision: str = 'bf16', input_normalization: str = 'metric',
+                 input_cap: str = '', input_max_points: int | None = None) -> None:
+        if input_normalization not in NORMALIZATIONS:
+            raise ClassifierError(f'input_normalization must be one of {NORMALIZATIONS}, '
+                                  f'got {input_normalization!r}')
         if precision not in PRECISIONS:
             raise ClassifierError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         if top_k < 1:
@@ -93,6 +101,10 @@ class ZeroShotClassifier:
         self.cache_dir = cache_dir
         self.model_name = model_name
         self.precision = precision
+        self.input_normalization = input_normalization
+        self.input_cap = input_cap or DEFAULT_CAP[input_normalization]
+        encoder_cap = getattr(getattr(encoder, 'config', None), 'max_points', 0)
+        self.input_max_points = int(input_max_points or encoder_cap or np.iinfo(np.int32).max)
         embed_dim = getattr(encoder, 'embed_dim', None)
         if embed_dim is not None and text_space.dim != embed_dim:
             raise ClassifierError(f'encoder embeds into {embed_dim} dimensions but text space '
@@ -178,8 +190,15 @@ class ZeroShotClassifier:
             indices[run], scores[run] = idx, sc
         return Predictions(indices, scores, counts.copy(), out_status, vocab.labels, vocab.version)
 
+    def prepare_inputs(self, batch: ObjectBatch) -> ObjectBatch:
+        """Cropped objects -> the encoder's inputs: the model's input normalisation and cap, once."""
+        return normalize_objects(batch, self.input_normalization, self.input_max_points, self.input_cap,
+                                 device=self.device)
+
     def embed(self, batch: ObjectBatch) -> torch.Tensor:
-        """(B, D) L2-normalised fp32 point embeddings on the classifier's device."""
+        """(B, D) L2-normalised fp32 point embeddings on the classifier's device, of cropped objects
+        (normalised here by `prepare_inputs`)."""
+        batch = self.prepare_inputs(batch)
         with torch.inference_mode():
             if self.device.type == 'cuda' and self.precision == 'bf16':
                 with torch.autocast('cuda', dtype=torch.bfloat16):
@@ -217,13 +236,14 @@ class ZeroShotClassifier:
                         templates: Sequence[str] | None = None, *, vocabulary: Sequence[str] | None = None,
                         device: str = 'auto', text_space: TextSpace | str | None = None, top_k: int = 5,
                         logit_scale: float | None = None, cache_dir: str | Path | None = None,
-                        ) -> ZeroShotClassifier:
+                        input_normalization: str | None = None) -> ZeroShotClassifier:
         """Encoder and model card from a checkpoint; the text space from the card (or given).
 
         path None: the packaged default model. labels (alias `vocabulary`), None or empty: the driving
         vocabulary; templates, None or empty: the card's.
         A text cache shipped beside the checkpoint (<name>.text_cache.npz) answers known prompts
-        without loading the text model.
+        without loading the text model. input_normalization: for a card that does not record it (refused
+        otherwise; see checkpoint.load_checkpoint); the card's is used when None.
         """
         from blendclip_core.checkpoint import default_checkpoint_path, load_checkpoint
 
@@ -232,7 +252,7 @@ class ZeroShotClassifier:
             if path is None:
                 raise ClassifierError('no checkpoint given and no packaged default model found')
         path = Path(path)
-        encoder, card = load_checkpoint(path, map_location='cpu')
+        encoder, card = load_checkpoint(path, map_location='cpu', input_normalization=input_normalization)
         if isinstance(text_space, str) or text_space is None:
             text_space = text_space_for_checkpoint(path, text_space or card.text_space)
         labels = labels if labels is not None else vocabulary
@@ -240,7 +260,8 @@ class ZeroShotClassifier:
         scale = logit_scale if logit_scale is not None else getattr(card, 'logit_scale', None)
         return cls(encoder, text_space, list(labels) if labels else DRIVING, list(templates), device=device,
                    top_k=top_k, logit_scale=scale, cache_dir=cache_dir, model_name=card.name or path.stem,
-                   precision=card.inference_precision)
+                   precision=card.inference_precision, input_normalization=card.input_normalization,
+                   input_cap=card.cap, input_max_points=card.max_points)
 
 
 def text_space_for_checkpoint(path: str | Path, spec: str, device: str = 'cpu') -> TextSpace:

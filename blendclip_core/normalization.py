@@ -30,6 +30,9 @@ REFERENCE_NORMALIZATION = 'unit_sphere'
 # Seed of the FPS start point. The reference seeds test objects with Python's per-process salted
 # hash of their file name (and training objects not at all); we use a fixed seed, so runs repeat.
 FPS_SEED = 0
+# The detector's box size as its own input (EncoderConfig.box_size_input): l/w/h in metres divided by
+# this, appended to every point of the object as 3 channels (about unit range for driving objects).
+BOX_SIZE_SCALE = 10.0
 
 
 def normalize_objects(batch: ObjectBatch, kind: str, max_points: int, cap: str | None = None,
@@ -62,6 +65,20 @@ def normalize_objects(batch: ObjectBatch, kind: str, max_points: int, cap: str |
     else:
         kept = _uniform_rows(batch.offsets, over, int(max_points))
     return _take(points, batch.offsets, over, kept, int(max_points))
+
+
+def append_box_size(batch: ObjectBatch, sizes_lwh: np.ndarray) -> ObjectBatch:
+    """Objects with their box's (l, w, h) / BOX_SIZE_SCALE appended to every point: 3 more channels.
+
+    sizes_lwh: (B, 3), one box per object. Unlike the coordinates, these channels are never normalised,
+    so a unit_sphere model still sees the metric size, alike for CAD and real objects.
+    """
+    sizes = np.asarray(sizes_lwh, np.float32).reshape(-1, 3)
+    if len(sizes) != len(batch):
+        raise ValueError(f'{len(sizes)} box sizes for {len(batch)} objects')
+    per_point = np.repeat(sizes / np.float32(BOX_SIZE_SCALE), batch.counts, axis=0)
+    return ObjectBatch(np.concatenate([batch.points, per_point], axis=1).astype(np.float32),
+                       batch.offsets.copy())
 
 
 def unit_sphere(batch: ObjectBatch) -> np.ndarray:

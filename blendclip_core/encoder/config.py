@@ -32,12 +32,18 @@ class EncoderConfig:
     max_points: int = 8192  # larger objects are FPS-down-sampled to this many points first
     fps_start: str = 'farthest'  # 'farthest' (from the centroid: order-invariant) or 'first' (index 0)
     ln_eps: float = 1e-5
+    # The detector's box size as its own input: the last 3 of in_channels are the box l/w/h / 10 m on
+    # every point (normalization.append_box_size; the pipeline and the trainer add them). Off: xyz (+ the
+    # cloud's extra columns) only, as every checkpoint before it.
+    box_size_input: bool = False
 
     def __post_init__(self) -> None:
         if self.width % self.num_heads:
             raise ValueError(f'width {self.width} not divisible by num_heads {self.num_heads}')
         if self.in_channels < 3:
             raise ValueError('in_channels must be >= 3 (xyz first)')
+        if self.box_size_input and self.in_channels < 6:
+            raise ValueError('box_size_input needs in_channels >= 6 (xyz + box l/w/h)')
         if self.fps_start not in ('farthest', 'first'):
             raise ValueError(f"fps_start must be 'farthest' or 'first', got {self.fps_start!r}")
         if not 1 <= self.min_patches <= self.max_patches:

@@ -38,7 +38,7 @@ def label_objects(frames: Iterable[tuple[str, object]], classifier, config=None,
     """(source, datasets.Frame) pairs -> the boxes of a protocol class, labelled by `label_frame`."""
     from blendclip_core.pipeline import PipelineConfig, label_frame
 
-    config = config or PipelineConfig(top_k=max(TOPK))
+    config = config or PipelineConfig(top_k=max(TOPK), min_points=1)  # scored at every count
     out = []
     for source, frame in frames:
         pred = label_frame(frame.points, frame.boxes, classifier, config)

@@ -63,6 +63,10 @@ class DataConfig:
     max_points: int = 8192  # random subset above this (the encoder also caps by FPS)
     min_points: int = 1  # triplets with fewer points are skipped (counted)
     num_workers: int = 0  # DataLoader worker processes building batches
+    # The encoder's input normalisation for every source alike, before augmentation, recorded on the
+    # exported card: 'metric' (coordinates as stored, uniform cap) or 'unit_sphere' (the reference:
+    # pc_normalize, then FPS cap at max_points). blendclip_core.normalization.
+    normalization: str = 'metric'
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.ddp_comm not in DDP_COMMS:
             raise ConfigError(f"ddp_comm must be 'fp32' or 'bf16', got {self.ddp_comm!r}")
+        from blendclip_core.normalization import NORMALIZATIONS
+        if self.data.normalization not in NORMALIZATIONS:
+            raise ConfigError(f'data.normalization must be one of {NORMALIZATIONS}, '
+                              f'got {self.data.normalization!r}')
 
 
 # `--data synthetic`: generated shapes on both sides of the curriculum and two held-out sets (seeds differ,

@@ -14,7 +14,7 @@ from torch import nn
 from blendclip_core.text_space import TextSpace, build_zero_shot_classifier, create_text_space
 from blendclip_core.train.config import TrainConfig
 from blendclip_core.train.sources import TripletPool
-from blendclip_core.train.step import autocast_for, embed_dim_of
+from blendclip_core.train.step import autocast_for, box_size_input, embed_dim_of
 
 
 def text_space_of(cfg: TrainConfig, dim: int) -> TextSpace:
@@ -35,8 +35,10 @@ def class_text_embeddings(space: TextSpace, templates, names: list[str], dim: in
 @torch.no_grad()
 def embed_triplets(encoder: nn.Module, triplets: TripletPool, cfg: TrainConfig, device: torch.device,
                    indices: np.ndarray | None = None) -> np.ndarray:
-    """(N, D) L2-normalised point embeddings, eval mode, no augmentation (deterministic subsets)."""
-    from blendclip_core.train.sources import prepare_points
+    """(N, D) L2-normalised point embeddings, eval mode, no augmentation (deterministic subsets); inputs
+    normalised as in training (sources.prepare_objects, box sizes when the model takes them)."""
+    from blendclip_core.normalization import append_box_size
+    from blendclip_core.train.sources import box_sizes, prepare_objects
     from blendclip_core.types import ObjectBatch
 
     was_training = encoder.training
@@ -46,9 +48,12 @@ def embed_triplets(encoder: nn.Module, triplets: TripletPool, cfg: TrainConfig, 
     try:
         for s in range(0, len(indices), cfg.eval.batch_size):
             chunk = indices[s:s + cfg.eval.batch_size]
-            pts = [prepare_points(triplets[int(i)].points, cfg.data.channels, cfg.data.max_points,
-                                  np.random.default_rng([cfg.seed, int(i)])) for i in chunk]
+            items = [triplets[int(i)] for i in chunk]
+            rngs = [np.random.default_rng([cfg.seed, int(i)]) for i in chunk]
+            pts = prepare_objects(items, cfg.data.channels, cfg.data.max_points, rngs, cfg.data.normalization)
             batch = ObjectBatch.from_list(pts, cfg.data.channels)
+            if box_size_input(encoder):
+                batch = append_box_size(batch, box_sizes(items))
             with autocast_for(device, cfg.precision):
                 feats = encoder.encode_packed(torch.from_numpy(batch.points).to(device), batch.counts)
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())

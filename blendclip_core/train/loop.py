@@ -45,6 +45,7 @@ from blendclip_core.train.sources import ComposerSpec, CurriculumBatches, build_
 from blendclip_core.train.step import (
     TrainModule,
     batch_to_device,
+    box_size_input,
     compile_encoder,
     create_encoder,
     embed_dim_of,
@@ -126,7 +127,8 @@ class Trainer:
         self.batches = CurriculumBatches(self.synthetic, self.real, schedule, self.spec,
                                          cfg.curriculum.excluded_real_classes, cfg.data.channels,
                                          cfg.data.max_points, cfg.data.min_points, cfg.augment,
-                                         self.embed_dim, self.total_steps)
+                                         self.embed_dim, self.total_steps, cfg.data.normalization,
+                                         box_size_input(self.encoder))
 
     def _build_optimization(self) -> None:
         """Batch norm across ranks, loss, the stepped module (DDP, compiled), optimizer and schedule."""
@@ -392,6 +394,7 @@ class Trainer:
             text_space=self.text_space.spec,  # what the space is (a file: space names the one it holds)
             prompt_templates=list(self.cfg.text_space.templates),
             input_channels=self.cfg.data.channels,
+            input_normalization=self.cfg.data.normalization,
             max_points=int(getattr(enc_cfg, 'max_points', self.cfg.data.max_points)),
             training_data={'synthetic': [to_dict(s) for s in self.cfg.data.synthetic],
                            'real': [to_dict(s) for s in self.cfg.data.real],

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from blendclip_core.data.triplet import Triplet
+from blendclip_core.normalization import append_box_size, normalize_objects
 from blendclip_core.train import curriculum
 from blendclip_core.train.augment import AugmentConfig, augment_points
 from blendclip_core.train.config import SourceConfig
@@ -153,19 +154,48 @@ def prepare_points(points: np.ndarray, channels: int, max_points: int,
     return pts
 
 
+def prepare_objects(triplets: Sequence[Triplet], channels: int, max_points: int,
+                    rngs: Sequence[np.random.Generator], normalization: str = 'metric') -> list[np.ndarray]:
+    """Each triplet's points as the encoder takes them, before augmentation: the model's input
+    normalisation and cap, once, for every domain alike. 'metric': the seeded uniform subset of
+    prepare_points (coordinates as stored); other kinds: blendclip_core.normalization (unit_sphere: all
+    of an object's points into the unit sphere, then seeded FPS down to max_points)."""
+    if normalization == 'metric':
+        return [prepare_points(t.points, channels, max_points, rng) for t, rng in zip(triplets, rngs)]
+    whole = [prepare_points(t.points, channels, len(t.points), rng) for t, rng in zip(triplets, rngs)]
+    batch = normalize_objects(ObjectBatch.from_list(whole, channels), normalization, max_points)
+    return [batch.object(i) for i in range(len(batch))]
+
+
+def box_sizes(triplets: Sequence[Triplet]) -> np.ndarray:
+    """(B, 3) box l/w/h of each triplet (meta 'box_lwh'), for models with the box size as an input."""
+    missing = [t.key for t in triplets if 'box_lwh' not in (t.meta or {})]
+    if missing:
+        raise ValueError(f'triplets without a box size (meta "box_lwh"), e.g. {missing[:3]}: the model takes '
+                         f'the box size as an input; regenerate the set (synthetic.build) or give its boxes')
+    return np.array([t.meta['box_lwh'] for t in triplets], np.float32).reshape(-1, 3)
+
+
 def collate(triplets: Sequence[Triplet], is_real: Sequence[bool], channels: int, max_points: int,
-            augment: AugmentConfig, rngs: Sequence[np.random.Generator], embed_dim: int) -> TrainBatch:
-    pts, text, image, valid = [], [], [], []
-    for t, rng in zip(triplets, rngs):
+            augment: AugmentConfig, rngs: Sequence[np.random.Generator], embed_dim: int,
+            normalization: str = 'metric', box_size: bool = False) -> TrainBatch:
+    """One batch: inputs normalised (prepare_objects), then augmented; box l/w/h appended when the
+    model takes them (box_size: normalization.append_box_size, not augmented)."""
+    text, image, valid = [], [], []
+    prepared = prepare_objects(triplets, channels, max_points, rngs, normalization)
+    pts = [augment_points(p, augment, rng) for p, rng in zip(prepared, rngs)]
+    for t in triplets:
         if t.text_embedding is None:
             raise ValueError(f'triplet {t.key} has no text embedding (run blendclip-embed first)')
-        pts.append(augment_points(prepare_points(t.points, channels, max_points, rng), augment, rng))
         text.append(np.asarray(t.text_embedding, np.float32))
         has_image = t.image_embedding is not None
         image.append(np.asarray(t.image_embedding, np.float32) if has_image
                      else np.zeros(embed_dim, np.float32))
         valid.append(has_image)
-    return TrainBatch(ObjectBatch.from_list(pts, channels), np.stack(text), np.stack(image),
+    objects = ObjectBatch.from_list(pts, channels)
+    if box_size:
+        objects = append_box_size(objects, box_sizes(triplets))
+    return TrainBatch(objects, np.stack(text), np.stack(image),
                       np.asarray(valid, bool), np.asarray(is_real, bool), [_label_of(t) for t in triplets])
 
 
@@ -197,7 +227,8 @@ class CurriculumBatches(torch.utils.data.Dataset):
 
     def __init__(self, synthetic: TripletPool, real: TripletPool, schedule, spec: ComposerSpec,
                  excluded_real_classes: Sequence[str], channels: int, max_points: int, min_points: int,
-                 augment: AugmentConfig, embed_dim: int, total_steps: int) -> None:
+                 augment: AugmentConfig, embed_dim: int, total_steps: int, normalization: str = 'metric',
+                 box_size: bool = False) -> None:
         self.synthetic, self.real, self.schedule, self.spec = synthetic, real, schedule, spec
         self.real_indices = np.intersect1d(curriculum.real_pool(real.labels, excluded_real_classes),
                                            real.usable(min_points))
@@ -206,6 +237,7 @@ class CurriculumBatches(torch.utils.data.Dataset):
             log.warning('no usable real sample (all excluded or too small): training on synthetic data only')
         self.channels, self.max_points, self.embed_dim = channels, max_points, embed_dim
         self.augment, self.total_steps = augment, total_steps
+        self.normalization, self.box_size = normalization, box_size
 
     def __len__(self) -> int:
         return self.total_steps
@@ -225,7 +257,7 @@ class CurriculumBatches(torch.utils.data.Dataset):
         rngs = [np.random.default_rng([self.spec.seed, curriculum.STREAM_AUGMENT, step, rank, slot])
                 for slot in range(len(items))]
         batch = collate(triplets, [r for r, _ in items], self.channels, self.max_points, self.augment, rngs,
-                        self.embed_dim)
+                        self.embed_dim, self.normalization, self.box_size)
         return replace(batch, real_fraction=comp.fraction)
 
     def __getitem__(self, step: int) -> TrainBatch:

@@ -22,6 +22,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from blendclip_core.geometry import quaternion_to_matrix
+from blendclip_core.pipeline import PipelineConfig
 from blendclip_core.vocabulary import (
     DEFAULT_TEMPLATES,
     DRIVING,
@@ -63,7 +64,7 @@ class NodeParams:
     prompt_templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_k: int = 5
     score_threshold: float = 0.0
-    min_points: int = 1
+    min_points: int = PipelineConfig.min_points  # the pipeline's default (5): one place
     box_margin: float = 0.0
     max_boxes: int = 2048
     sync_slop: float = 0.0

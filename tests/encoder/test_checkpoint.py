@@ -177,3 +177,60 @@ def test_load_ulip_safetensors(tmp_path):
     safetensors.save_file({k: v.contiguous() for k, v in _to_ulip(m.state_dict()).items()}, str(path))
     m2, _ = load_checkpoint(path, config='pointbert-tiny')
     assert torch.equal(_embed(m), _embed(m2))
+
+
+def _without_recent_fields(path: Path) -> Path:
+    """Rewrite a checkpoint as one saved before input_normalization / box_size_input existed."""
+    import json
+
+    from blendclip_core.checkpoint import seal
+
+    raw = torch.load(path, weights_only=True)
+    card = json.loads(raw['card'])
+    del card['input_normalization'], card['input_cap'], card['architecture']['box_size_input']
+    raw['card'] = json.dumps(card)
+    torch.save(seal({k: v for k, v in raw.items() if k != HASH_KEY}), path)
+    return path
+
+
+def test_card_without_input_normalization_is_refused_unless_named(tmp_path):
+    m = _trained_like(embed_dim=32)
+    path = _without_recent_fields(save_checkpoint(tmp_path / 'old.pt', m, ModelCard(name='old')))
+    with pytest.raises(CheckpointError, match='does not record its input normalisation.*input_normali'):
+        load_checkpoint(path)
+    m2, card = load_checkpoint(path, input_normalization='metric')
+    assert card.input_normalization == 'metric' and card.cap == 'uniform'
+    assert not m2.config.box_size_input  # an old architecture: the box size input stays off
+    assert torch.equal(_embed(m), _embed(m2))
+    _, card = load_checkpoint(path, input_normalization='unit_sphere')
+    assert card.input_normalization == 'unit_sphere' and card.cap == 'fps'
+    with pytest.raises(CheckpointError, match='unknown input normalisation'):
+        load_checkpoint(path, input_normalization='metres')
+
+
+def test_saved_card_records_input_normalization(tmp_path):
+    path = save_checkpoint(tmp_path / 'm.pt', _trained_like(embed_dim=32),
+                           ModelCard(name='m', input_normalization='unit_sphere'))
+    _, card = load_checkpoint(path)
+    assert (card.input_normalization, card.cap, card.max_points) == ('unit_sphere', 'fps', 8192)
+
+
+def test_ulip_import_gets_the_reference_normalization(tmp_path):
+    m = _trained_like(embed_dim=48)
+    path = tmp_path / 'ulip2_pointbert.pt'
+    torch.save({'state_dict': _to_ulip(m.state_dict())}, path)
+    _, card = load_checkpoint(path, config='pointbert-tiny')
+    assert (card.input_normalization, card.cap, card.max_points) == ('unit_sphere', 'fps', 8192)
+
+
+def test_box_size_input_is_off_by_default_and_needs_its_channels():
+    assert not create_model('pointbert-tiny').config.box_size_input
+    m = create_model('pointbert-tiny', in_channels=6, box_size_input=True)
+    assert m.in_channels == 6
+    with pytest.raises(ValueError, match='box_size_input needs in_channels >= 6'):
+        create_model('pointbert-tiny', box_size_input=True)
+
+
+def test_shipped_default_records_metric():
+    _, card = load_checkpoint(default_checkpoint_path())
+    assert card.input_normalization == 'metric' and card.cap == 'uniform'

@@ -31,7 +31,7 @@ def test_label_frame_on_real_sweep(nuscenes_sweep, classifier):
     assert ((pred.indices[ok] >= 0) & (pred.indices[ok] < 10)).all() and (pred.indices[~ok] == -1).all()
     assert set(pred.timings) == {'crop_ms', 'model_ms', 'total_ms'} and min(pred.timings.values()) >= 0
     assert pred.timings['total_ms'] >= pred.timings['model_ms']
-    again = label_frame(points, boxes, classifier, PipelineConfig(top_k=3))
+    again = label_frame(points, boxes, classifier, PipelineConfig(top_k=3, min_points=1))
     np.testing.assert_array_equal(again.indices, pred.indices)  # deterministic
 
 
@@ -54,7 +54,7 @@ def test_statuses_merge_and_threshold(nuscenes_sweep, classifier):
     assert frame.cropped.points_in_box[:-1].tolist() == recount[:-1].tolist()
 
     # the node's parameter name works as an alias of margin
-    grown = label_frame(points, boxes, classifier, PipelineConfig(box_margin=0.5))
+    grown = label_frame(points, boxes, classifier, PipelineConfig(box_margin=0.5, min_points=1))
     assert (grown.num_points >= recount[:-1]).all() and grown.num_points.sum() > recount.sum()
 
 
