@@ -77,6 +77,7 @@ def _one_object(spec, class_index: int, index: int, cfg: GeneratorConfig, lidar_
         yaw = 0.0 if cfg.canonical_yaw else float(rng.uniform(-np.pi, np.pi))
         pts = _rotate_z(pts, yaw) if yaw else pts
         meta = {'variant': obj.variant, 'size_lwh': [round(float(v), 3) for v in obj.size_lwh]}
+        meta['box_lwh'] = meta['size_lwh']  # the box a detector would give: the object's extent
         caps = captions.make_captions(spec.name, obj.variant, obj.size_lwh, spec.size_mean[0], rng)
         return pts, caps, meta
     far = cfg.range_max
@@ -89,7 +90,8 @@ def _one_object(spec, class_index: int, index: int, cfg: GeneratorConfig, lidar_
             break
     pts = crop.batch.object(0).copy()
     meta = {'variant': obj.variant, 'size_lwh': [round(float(v), 3) for v in obj.size_lwh],
-            'range_m': round(scan.range_m, 2), 'num_points': int(len(pts))}
+            'range_m': round(scan.range_m, 2), 'num_points': int(len(pts)),
+            'box_lwh': [round(float(v), 3) for v in scan.box.sizes[0]]}  # the (noisy) annotated box
     caps = captions.make_captions(spec.name, obj.variant, obj.size_lwh, spec.size_mean[0], rng, scan.range_m)
     return pts, caps, meta
 
@@ -200,6 +202,7 @@ def save_npz(path: str | Path, gen: GeneratedSet, config: GeneratorConfig | None
         text=gen.text_embeddings.astype(np.float16), domain=np.array(gen.domain),
         captions=np.array(['\t'.join(c) for c in gen.captions]),
         variants=np.array(gen.variants), ranges=np.array([m.get('range_m', np.nan) for m in gen.meta]),
+        box_lwh=np.array([m.get('box_lwh', [np.nan] * 3) for m in gen.meta], np.float32).reshape(-1, 3),
         config=np.array(json.dumps(asdict(config)) if config is not None else ''))
     return path
 
@@ -226,16 +229,25 @@ def _load_npz(path: str | Path) -> GeneratedSet:
         pts, off = z['points'].astype(np.float32), z['offsets']
         classes = [str(c) for c in z['classes']]
         ranges = z['ranges']
+        sizes = z['box_lwh'] if 'box_lwh' in z.files else np.full((len(ranges), 3), np.nan)  # older sets
         gen = GeneratedSet(points=[pts[off[i]:off[i + 1]] for i in range(len(off) - 1)],
                            labels=[classes[i] for i in z['label_index']],
                            variants=[str(v) for v in z['variants']],
                            captions=[str(c).split('\t') for c in z['captions']], domain=str(z['domain']),
-                           meta=[{'variant': str(v)} | ({'range_m': float(r)} if np.isfinite(r) else {})
-                                 for v, r in zip(z['variants'], ranges)],
+                           meta=[_stored_meta(v, r, s) for v, r, s in zip(z['variants'], ranges, sizes)],
                            text_embeddings=z['text'].astype(np.float32))
     norms = np.linalg.norm(gen.text_embeddings, axis=1, keepdims=True)
     gen.text_embeddings = gen.text_embeddings / np.maximum(norms, 1e-12)
     return gen
+
+
+def _stored_meta(variant, range_m: float, box_lwh: np.ndarray) -> dict:
+    meta = {'variant': str(variant)}
+    if np.isfinite(range_m):
+        meta['range_m'] = float(range_m)
+    if np.isfinite(box_lwh).all():
+        meta['box_lwh'] = [float(v) for v in box_lwh]
+    return meta
 
 
 class GeneratedTriplets(Sequence):
