@@ -60,48 +60,105 @@ def _wheels(ln: float, w: float, r: float, axles_x: list[float], width: float = 
     return [P.wheel([x, s * y, r], r, width) for x in axles_x for s in (-1, 1)]
 
 
+# Side profile per car body, as fractions: (shoulder of h, hood of l, trunk of l, front-screen slope of l,
+# rear-window slope of l, ground clearance in metres). Each object jitters them by up to 12 %.
+_CAR_BODIES: dict[str, tuple[float, float, float, float, float, float]] = {
+    'sedan': (0.55, 0.28, 0.20, 0.22, 0.12, 0.15), 'hatchback': (0.55, 0.26, 0.06, 0.22, 0.06, 0.15),
+    'SUV': (0.58, 0.22, 0.04, 0.2, 0.03, 0.2), 'van': (0.45, 0.10, 0.02, 0.05, 0.02, 0.2),
+    'station wagon': (0.55, 0.27, 0.03, 0.22, 0.03, 0.15), 'minivan': (0.5, 0.16, 0.02, 0.14, 0.03, 0.17),
+    'compact car': (0.55, 0.2, 0.05, 0.2, 0.08, 0.14), 'coupe': (0.6, 0.3, 0.18, 0.25, 0.2, 0.12),
+}
+
+
 def build_car(rng, ln, w, h, variant):
+    shoulder, hood, trunk, slope_f, slope_r, clear = np.asarray(_CAR_BODIES[variant]) * rng.uniform(
+        0.88, 1.12, 6)
     r = float(np.clip(0.19 * h + rng.normal(0, 0.02), 0.27, 0.42))
-    clear = 0.15 + 0.05 * (variant in ('SUV', 'van'))
-    shoulder = {'sedan': 0.55, 'hatchback': 0.55, 'SUV': 0.58, 'van': 0.45}[variant] * h
-    hood = {'sedan': 0.28, 'hatchback': 0.26, 'SUV': 0.22, 'van': 0.1}[variant] * ln
-    trunk = {'sedan': 0.2, 'hatchback': 0.06, 'SUV': 0.04, 'van': 0.02}[variant] * ln
     x0, x1 = -ln / 2, ln / 2
-    body = P.taper(x0, x1, -w / 2, w / 2, clear, shoulder, top_x=(x0 + 0.02 * ln, x1 - 0.04 * ln))
-    cx0, cx1 = x0 + trunk, x1 - hood
-    slope_f = (0.22 if variant != 'van' else 0.05) * ln
-    slope_r = {'sedan': 0.12, 'hatchback': 0.06, 'SUV': 0.03, 'van': 0.02}[variant] * ln
-    cabin = P.taper(cx0, cx1, -0.47 * w, 0.47 * w, shoulder, h,
-                    top_x=(cx0 + slope_r, max(cx0 + slope_r + 0.3, cx1 - slope_f)),
+    body = P.taper(x0, x1, -w / 2, w / 2, clear, shoulder * h, top_x=(x0 + 0.02 * ln, x1 - 0.04 * ln))
+    cx0, cx1 = x0 + trunk * ln, x1 - hood * ln
+    cabin = P.taper(cx0, cx1, -0.47 * w, 0.47 * w, shoulder * h, h,
+                    top_x=(cx0 + slope_r * ln, max(cx0 + slope_r * ln + 0.3, cx1 - slope_f * ln)),
                     top_y=(-0.4 * w, 0.4 * w))
-    axles = [x0 + 0.18 * ln, x1 - 0.19 * ln]
-    return P.combine([body, cabin, *_wheels(ln, w, r, axles, 0.22)])
+    parts = [body, cabin, *_wheels(ln, w, r, [x0 + 0.18 * ln, x1 - 0.19 * ln], 0.22)]
+    if rng.random() < 0.12:  # roof box or rack: the box's top is then the rack's
+        parts.append(P.box(cx0 + 0.1 * ln, cx1 - 0.1 * ln, -0.3 * w, 0.3 * w, h, h + 0.15))
+    return P.combine(parts)
+
+
+def _cargo_blocks(rng, x0: float, x1: float, w: float, z: float, top: float) -> list:
+    """Crates, pallets or pipes on a flat deck from x0 to x1 (flatbeds of trucks and trailers)."""
+    blocks, x = [], x0 + 0.3
+    while x < x1 - 1.0:
+        cl = float(rng.uniform(1.2, 3.5))
+        ch = float(rng.uniform(0.5, 1.0)) * (top - z)
+        blocks.append(P.box(x, min(x + cl, x1 - 0.2), -0.45 * w, 0.45 * w, z, z + ch))
+        x += cl + float(rng.uniform(0.1, 1.0))
+    return blocks
+
+
+def _box_cargo(rng, x0, xc, w, h):
+    return [P.box(x0, xc - 0.1, -w / 2, w / 2, 0.9, h)]
+
+
+def _pickup_bed(rng, x0, xc, w, h):
+    top = 0.62 * h
+    return [P.box(x0, xc, -w / 2, w / 2, 0.6, 0.75), P.box(x0, xc, -w / 2, -w / 2 + 0.08, 0.75, top),
+            P.box(x0, xc, w / 2 - 0.08, w / 2, 0.75, top), P.box(x0, x0 + 0.08, -w / 2, w / 2, 0.75, top)]
+
+
+def _open_bin(x0, x1, w, z, h, wall=0.1):
+    """An open-topped box (dump bodies, skips): floor and four walls."""
+    return [P.box(x0, x1, -w / 2, w / 2, z, z + wall), P.box(x0, x1, -w / 2, -w / 2 + wall, z, h),
+            P.box(x0, x1, w / 2 - wall, w / 2, z, h), P.box(x0, x0 + wall, -w / 2, w / 2, z, h),
+            P.box(x1 - wall, x1, -w / 2, w / 2, z, h)]
+
+
+def _dump_body(rng, x0, xc, w, h):
+    return _open_bin(x0, xc - 0.2, w, 1.0, h)
+
+
+def _flatbed(rng, x0, xc, w, h):
+    deck = float(rng.uniform(1.0, 1.25))
+    return [P.box(x0, xc - 0.1, -w / 2, w / 2, deck - 0.15, deck),
+            P.box(xc - 0.25, xc - 0.1, -w / 2, w / 2, deck, h), *_cargo_blocks(rng, x0, xc - 0.3, w, deck, h)]
+
+
+def _mixer_drum(rng, x0, xc, w, h):
+    cz = 1.0 + (h - 1.0) / 2
+    return [P.ellipsoid([(x0 + xc) / 2, 0, cz], [(xc - x0) / 2 - 0.1, 0.45 * w, (h - 1.0) / 2]),
+            P.rod([x0 + 0.2, 0, cz], [x0 - 0.05, 0, h - 0.2], 0.25)]
+
+
+def _fifth_wheel(rng, x0, xc, w, h):
+    """A tractor unit without its trailer: bare chassis, coupling plate, fairing over the cab."""
+    return [P.box(x0 + 0.3, x0 + 1.4, -0.4 * w, 0.4 * w, 0.95, 1.1),
+            P.taper(xc, xc + 1.2, -0.45 * w, 0.45 * w, 0.75 * h, h, top_x=(xc, xc + 0.6))]
+
+
+def _refuse_body(rng, x0, xc, w, h):
+    return [P.box(x0 + 0.8, xc - 0.1, -w / 2, w / 2, 0.9, h),
+            P.taper(x0, x0 + 0.8, -w / 2, w / 2, 0.6, h, top_x=(x0 + 0.5, x0 + 0.8))]
+
+
+# Truck bodies: cargo builder (rng, rear x, cab rear x, w, h) and the cab's height cap (metres).
+_TRUCK_BODIES: dict[str, tuple[Callable, float]] = {
+    'box truck': (_box_cargo, 2.9), 'pickup truck': (_pickup_bed, 9.0), 'dump truck': (_dump_body, 2.9),
+    'flatbed truck': (_flatbed, 2.9), 'cement mixer truck': (_mixer_drum, 2.9),
+    'semi-tractor': (_fifth_wheel, 9.0), 'garbage truck': (_refuse_body, 2.9),
+}
 
 
 def build_truck(rng, ln, w, h, variant):
+    cargo, cab_cap = _TRUCK_BODIES[variant]
     r = float(np.clip(0.15 * h, 0.38, 0.55))
     x0, x1 = -ln / 2, ln / 2
-    cab_len = float(np.clip(0.25 * ln, 1.6, 2.6))
-    cab_h = min(h, 2.9) if variant != 'pickup truck' else h
+    cab_len = float(np.clip(rng.uniform(0.22, 0.3) * ln, 1.6, 2.6))
+    cab_h = min(h, cab_cap) * (0.75 if variant == 'semi-tractor' else 1.0)
     cab = P.taper(x1 - cab_len, x1, -w / 2, w / 2, 0.4, cab_h, top_x=(x1 - cab_len, x1 - 0.3))
     chassis = P.box(x0, x1 - cab_len, -0.35 * w, 0.35 * w, 0.5, 0.9)
-    if variant == 'box truck':
-        cargo = [P.box(x0, x1 - cab_len - 0.1, -w / 2, w / 2, 0.9, h)]
-    elif variant == 'pickup truck':
-        bed_top = 0.62 * h
-        cargo = [P.box(x0, x1 - cab_len, -w / 2, w / 2, 0.6, 0.75),
-                 P.box(x0, x1 - cab_len, -w / 2, -w / 2 + 0.08, 0.75, bed_top),
-                 P.box(x0, x1 - cab_len, w / 2 - 0.08, w / 2, 0.75, bed_top),
-                 P.box(x0, x0 + 0.08, -w / 2, w / 2, 0.75, bed_top)]
-    else:  # dump truck: open-topped bin
-        z = 1.0
-        cargo = [P.box(x0, x1 - cab_len - 0.2, -w / 2, w / 2, z, z + 0.1),
-                 P.box(x0, x1 - cab_len - 0.2, -w / 2, -w / 2 + 0.1, z, h),
-                 P.box(x0, x1 - cab_len - 0.2, w / 2 - 0.1, w / 2, z, h),
-                 P.box(x0, x0 + 0.1, -w / 2, w / 2, z, h),
-                 P.box(x1 - cab_len - 0.3, x1 - cab_len - 0.2, -w / 2, w / 2, z, h)]
     axles = [x1 - cab_len + r + 0.1, x0 + 0.2 * ln] + ([x0 + 0.2 * ln + 2.3 * r] if ln > 8 else [])
-    return P.combine([cab, chassis, *cargo, *_wheels(ln, w, r, axles, 0.3)])
+    return P.combine([cab, chassis, *cargo(rng, x0, x1 - cab_len, w, h), *_wheels(ln, w, r, axles, 0.3)])
 
 
 def build_trailer(rng, ln, w, h, variant):
@@ -118,115 +175,233 @@ def build_trailer(rng, ln, w, h, variant):
         t[:3, 3] = [(x0 + x1 - 0.6) / 2, 0, h - rad]
         body = [trimesh.creation.cylinder(radius=rad, height=ln - 0.6, sections=16, transform=t),
                 P.box(x0, x1 - 0.6, -0.3 * w, 0.3 * w, deck - 0.2, h - 2 * rad + 0.05)]
-    else:  # flatbed with cargo
-        body = [P.box(x0, x1 - 0.6, -w / 2, w / 2, deck, deck + 0.25)]
-        x = x0 + 0.3
-        while x < x1 - 1.8:
-            cl = float(rng.uniform(1.2, 3.5))
-            ch = float(rng.uniform(0.6, 1.0)) * (h - deck - 0.25)
-            body.append(P.box(x, min(x + cl, x1 - 0.8), -0.45 * w, 0.45 * w, deck + 0.25, deck + 0.25 + ch))
-            x += cl + float(rng.uniform(0.1, 1.0))
-        body.append(P.box(x0, x0 + 0.1, -w / 2, w / 2, deck, h))  # headboard keeps the box tight
+    else:  # flatbed with cargo; the headboard keeps the box tight
+        body = [P.box(x0, x1 - 0.6, -w / 2, w / 2, deck, deck + 0.25),
+                *_cargo_blocks(rng, x0, x1 - 0.6, w, deck + 0.25, h),
+                P.box(x0, x0 + 0.1, -w / 2, w / 2, deck, h)]
     axles = [x0 + 1.0 + i * 1.3 for i in range(2 if ln < 10 else 3)]
     return P.combine([*body, hitch, *legs, *_wheels(ln, w, r, axles, 0.3)])
 
 
+def _bus_shell(x0, x1, w, h, front_slope=0.25):
+    return P.taper(x0, x1, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, x1 - front_slope),
+                   top_y=(-w / 2 + 0.15, w / 2 - 0.15))
+
+
 def build_bus(rng, ln, w, h, variant):
-    r = 0.5
+    r = 0.5 if variant != 'minibus' else 0.38
     x0, x1 = -ln / 2, ln / 2
-    parts = [P.taper(x0, x1, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, x1 - 0.25),
-                     top_y=(-w / 2 + 0.15, w / 2 - 0.15))]
+    axles = [x1 - 2.5, x0 + 2.8]
     if variant == 'articulated bus':
         mid = x0 + 0.4 * ln
         parts = [P.taper(mid + 0.4, x1, -w / 2, w / 2, 0.3, h, top_x=(mid + 0.4, x1 - 0.25)),
                  P.taper(x0, mid - 0.4, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, mid - 0.4)),
                  P.box(mid - 0.4, mid + 0.4, -0.4 * w, 0.4 * w, 0.5, h - 0.2)]
-    axles = [x1 - 2.5, x0 + 2.8] + ([x0 + 0.4 * ln + 2.0] if variant == 'articulated bus' else [])
+        axles.append(mid + 2.0)
+    elif variant == 'school bus':  # a hooded front
+        parts = [_bus_shell(x0, x1 - 1.6, w, h, 0.1), P.taper(x1 - 1.6, x1, -0.4 * w, 0.4 * w, 0.4, 0.45 * h,
+                                                              top_x=(x1 - 1.6, x1 - 0.2))]
+    elif variant == 'double-decker bus':  # upper deck set back a little, a step in the roof line
+        parts = [_bus_shell(x0, x1, w, 0.55 * h, 0.05), _bus_shell(x0, x1 - 0.3, w, h, 0.3)]
+    else:  # city, coach, minibus: one shell, minibus with a short bonnet
+        parts = [_bus_shell(x0, x1, w, h, 0.25 if variant != 'minibus' else 0.9)]
+        axles = [x1 - 0.25 * ln, x0 + 0.25 * ln] if variant == 'minibus' else axles
     return P.combine([*parts, *_wheels(ln, w, r, axles, 0.3)])
 
 
+def _excavator(rng, x0, x1, w, h, ln):
+    track_h = 0.9
+    hx1 = x0 + 0.55 * ln
+    peak = [hx1 + rng.uniform(0.15, 0.3) * ln, 0.0, h - 0.1]
+    bucket_x = x1 - 0.3 - rng.uniform(0, 0.15) * ln  # arm poses vary: boom peak and bucket reach
+    return [P.box(x0, x0 + 0.6 * ln, -w / 2, -w / 2 + 0.6, 0, track_h),
+            P.box(x0, x0 + 0.6 * ln, w / 2 - 0.6, w / 2, 0, track_h),
+            P.box(x0, hx1, -0.45 * w, 0.45 * w, track_h, min(h, 2.3)),
+            P.box(hx1 - 1.2, hx1, -0.45 * w, -0.05 * w, min(h, 2.3), min(h, 3.0)),
+            P.rod([hx1, 0.1 * w, 1.6], peak, 0.2), P.rod(peak, [bucket_x, 0, 0.7], 0.15),
+            P.taper(bucket_x - 0.5, x1, -0.4, 0.4, 0.0, 0.8, top_x=(bucket_x - 0.3, x1))]
+
+
+def _wheel_loader(rng, x0, x1, w, h, ln):
+    r = float(np.clip(0.2 * h, 0.55, 0.8))
+    return [*_wheels(ln, w, r, [x0 + 0.25 * ln, x0 + 0.6 * ln], 0.45),
+            P.box(x0, x0 + 0.75 * ln, -0.4 * w, 0.4 * w, 0.5, 0.55 * h),
+            P.box(x0 + 0.35 * ln, x0 + 0.6 * ln, -0.35 * w, 0.35 * w, 0.55 * h, h),
+            P.taper(x1 - 0.9, x1, -w / 2, w / 2, 0.05, 1.0 + rng.uniform(0, 0.8), top_x=(x1 - 0.9, x1 - 0.5)),
+            P.rod([x0 + 0.7 * ln, 0, 1.2], [x1 - 0.8, 0, 0.7], 0.15)]
+
+
+def _road_roller(rng, x0, x1, w, h, ln):
+    r = float(np.clip(0.35 * h, 0.6, 0.8))
+    return [P.wheel([x1 - r, 0, r], r, w), *_wheels(ln, w, 0.7, [x0 + 0.8], 0.5),
+            P.box(x0, x1 - 2 * r - 0.1, -0.4 * w, 0.4 * w, 0.6, 0.55 * h),
+            P.box(x0 + 0.3, x1 - 2 * r - 0.3, -0.35 * w, 0.35 * w, 0.55 * h, h)]
+
+
+def _bulldozer(rng, x0, x1, w, h, ln):
+    blade_h = float(rng.uniform(0.35, 0.5)) * h
+    return [P.box(x0 + 0.3, x1 - 0.7, -w / 2, -w / 2 + 0.55, 0, 0.9),
+            P.box(x0 + 0.3, x1 - 0.7, w / 2 - 0.55, w / 2, 0, 0.9),
+            P.box(x0 + 0.3, x1 - 0.8, -0.4 * w, 0.4 * w, 0.9, 0.55 * h),
+            P.box(x0 + 0.4, x0 + 0.45 * ln, -0.35 * w, 0.35 * w, 0.55 * h, h),
+            P.taper(x1 - 0.35, x1, -w / 2, w / 2, 0.0, blade_h, top_x=(x1 - 0.2, x1)),
+            P.rod([x0 + 0.35, 0, 0.9], [x0, 0, 0.1], 0.08)]  # ripper
+
+
+def _mobile_crane(rng, x0, x1, w, h, ln):
+    r = 0.55
+    turret = x0 + 0.3 * ln
+    boom_end = [x1 - rng.uniform(0.0, 0.15) * ln, 0.25 * w, h - 0.3]
+    return [P.box(x0, x1, -0.45 * w, 0.45 * w, 0.6, 1.6), *_wheels(ln, w, r, list(np.linspace(
+            x0 + 1.0, x1 - 1.2, 4)), 0.35), P.box(x1 - 1.8, x1, -w / 2, -0.05 * w, 0.9, 0.8 * h),
+            P.box(turret - 1.3, turret + 1.3, -0.45 * w, 0.45 * w, 1.6, 0.75 * h),
+            P.box(x0, x0 + 1.0, -0.4 * w, 0.4 * w, 1.6, 0.7 * h),  # counterweight
+            P.rod([turret, 0.25 * w, 0.75 * h], boom_end, 0.28)]
+
+
+def _backhoe_loader(rng, x0, x1, w, h, ln):
+    return [P.wheel([x0 + 0.3 * ln, s * (w / 2 - 0.25), 0.7], 0.7, 0.5) for s in (-1, 1)] + [
+            *_wheels(ln, w, 0.45, [x1 - 0.3 * ln], 0.35),
+            P.box(x0 + 0.2 * ln, x1 - 0.2 * ln, -0.4 * w, 0.4 * w, 0.5, 1.5),
+            P.box(x0 + 0.22 * ln, x0 + 0.5 * ln, -0.4 * w, 0.4 * w, 1.5, h),  # cab
+            P.taper(x1 - 0.7, x1, -w / 2, w / 2, 0.1, 0.9, top_x=(x1 - 0.7, x1 - 0.4)),  # front bucket
+            P.rod([x0 + 0.2 * ln, 0, 1.3], [x0 + 0.05 * ln, 0, rng.uniform(0.7, 0.9) * h], 0.12),
+            P.rod([x0 + 0.05 * ln, 0, rng.uniform(0.7, 0.9) * h], [x0, 0, 0.3], 0.1)]
+
+
+_CONSTRUCTION_BODIES: dict[str, Callable] = {
+    'excavator': _excavator, 'wheel loader': _wheel_loader, 'road roller': _road_roller,
+    'bulldozer': _bulldozer, 'mobile crane': _mobile_crane, 'backhoe loader': _backhoe_loader,
+}
+
+
 def build_construction(rng, ln, w, h, variant):
-    x0, x1 = -ln / 2, ln / 2
-    if variant == 'excavator':
-        track_h = 0.9
-        parts = [P.box(x0, x0 + 0.6 * ln, -w / 2, -w / 2 + 0.6, 0, track_h),
-                 P.box(x0, x0 + 0.6 * ln, w / 2 - 0.6, w / 2, 0, track_h)]
-        hx1 = x0 + 0.55 * ln
-        parts.append(P.box(x0, hx1, -0.45 * w, 0.45 * w, track_h, min(h, 2.3)))
-        parts.append(P.box(hx1 - 1.2, hx1, -0.45 * w, -0.05 * w, min(h, 2.3), min(h, 3.0)))
-        peak = [hx1 + 0.25 * ln, 0.0, h - 0.1]
-        parts.append(P.rod([hx1, 0.1 * w, 1.6], peak, 0.2))
-        parts.append(P.rod(peak, [x1 - 0.3, 0, 0.7], 0.15))
-        parts.append(P.taper(x1 - 0.8, x1, -0.4, 0.4, 0.0, 0.8, top_x=(x1 - 0.6, x1)))
-    elif variant == 'wheel loader':
-        r = float(np.clip(0.2 * h, 0.55, 0.8))
-        parts = _wheels(ln, w, r, [x0 + 0.25 * ln, x0 + 0.6 * ln], 0.45)
-        parts.append(P.box(x0, x0 + 0.75 * ln, -0.4 * w, 0.4 * w, 0.5, 0.55 * h))
-        parts.append(P.box(x0 + 0.35 * ln, x0 + 0.6 * ln, -0.35 * w, 0.35 * w, 0.55 * h, h))
-        parts.append(P.taper(x1 - 0.9, x1, -w / 2, w / 2, 0.05, 1.0, top_x=(x1 - 0.9, x1 - 0.5)))
-        parts.append(P.rod([x0 + 0.7 * ln, 0, 1.2], [x1 - 0.8, 0, 0.7], 0.15))
-    else:  # road roller
-        r = float(np.clip(0.35 * h, 0.6, 0.8))
-        parts = [P.wheel([x1 - r, 0, r], r, w), *_wheels(ln, w, 0.7, [x0 + 0.8], 0.5)]
-        parts.append(P.box(x0, x1 - 2 * r - 0.1, -0.4 * w, 0.4 * w, 0.6, 0.55 * h))
-        parts.append(P.box(x0 + 0.3, x1 - 2 * r - 0.3, -0.35 * w, 0.35 * w, 0.55 * h, h))
-    return P.combine(parts)
+    return P.combine(_CONSTRUCTION_BODIES[variant](rng, -ln / 2, ln / 2, w, h, ln))
 
 
-def _rider(x_seat: float, z_seat: float, x_hands: float, z_hands: float, h: float, feet_x: float):
-    """A seated person for two-wheelers (boxes of cycles with riders include the rider in nuScenes)."""
+def _rider(x_seat: float, z_seat: float, x_hands: float, z_hands: float, h: float, feet_x: float,
+           lean: float = 0.0, pedal: float = 0.0):
+    """A seated person for two-wheelers (boxes of cycles with riders include the rider in nuScenes).
+
+    lean: forward shift of the shoulders (metres); pedal: crank angle (radians) placing the two feet.
+    """
     torso_top = z_seat + 0.55 * (h - z_seat)
-    return [P.ellipsoid([x_seat + 0.1, 0, (z_seat + torso_top) / 2], [0.14, 0.18, (torso_top - z_seat) / 2]),
-            P.ellipsoid([x_seat + 0.16, 0, h - 0.11], [0.1, 0.09, 0.11]),
-            P.rod([x_seat, -0.1, z_seat], [feet_x, -0.13, 0.3], 0.06),
-            P.rod([x_seat, 0.1, z_seat], [feet_x, 0.13, 0.3], 0.06),
-            P.rod([x_seat + 0.15, -0.17, torso_top - 0.05], [x_hands, -0.2, z_hands], 0.04),
-            P.rod([x_seat + 0.15, 0.17, torso_top - 0.05], [x_hands, 0.2, z_hands], 0.04)]
+    xs = x_seat + 0.1 + lean
+    feet = [(feet_x + s * 0.17 * np.cos(pedal), 0.3 + s * 0.17 * np.sin(pedal)) for s in (1, -1)]
+    return [P.ellipsoid([x_seat + 0.1 + lean / 2, 0, (z_seat + torso_top) / 2],
+                        [0.14 + abs(lean) / 3, 0.18, (torso_top - z_seat) / 2]),
+            P.ellipsoid([xs + 0.06, 0, h - 0.11], [0.1, 0.09, 0.11]),
+            P.rod([x_seat, -0.1, z_seat], [feet[0][0], -0.13, feet[0][1]], 0.06),
+            P.rod([x_seat, 0.1, z_seat], [feet[1][0], 0.13, feet[1][1]], 0.06),
+            P.rod([xs + 0.05, -0.17, torso_top - 0.05], [x_hands, -0.2, z_hands], 0.04),
+            P.rod([xs + 0.05, 0.17, torso_top - 0.05], [x_hands, 0.2, z_hands], 0.04)]
+
+
+def _riding(rng, x_seat, z_seat, x_hands, z_hands, h, feet_x):
+    """A rider in a drawn pose: leaning 0-25 cm forward, pedals anywhere on the turn."""
+    return _rider(x_seat, z_seat, x_hands, z_hands, h, feet_x, float(rng.uniform(0.0, 0.25)),
+                  float(rng.uniform(0, 2 * np.pi)))
 
 
 def build_bicycle(rng, ln, w, h, variant):
-    r = float(np.clip(0.2 * ln, 0.28, 0.36))
+    r = float(np.clip(0.2 * min(ln, 1.8), 0.28, 0.36))
+    tube = 0.035 if variant == 'mountain bike' else float(rng.uniform(0.018, 0.026))
     x0, x1 = -ln / 2 + r, ln / 2 - r
-    seat_z, bar_z = min(0.95, 0.75 * h if variant == 'bicycle' else 0.95), min(1.05, h)
-    crank = [0.0, 0, r]
-    parts = [P.ring([x0, 0, r], r - 0.02, 0.025), P.ring([x1, 0, r], r - 0.02, 0.025),
-             P.rod([x0, 0, r], crank, 0.02), P.rod(crank, [-0.1, 0, seat_z], 0.02),
-             P.rod([-0.1, 0, seat_z - 0.05], [x1 - 0.1, 0, bar_z - 0.1], 0.02),
+    seat_z, bar_z = min(0.95, 0.75 * h if variant != 'bicycle with rider' else 0.95), min(1.05, h)
+    crank = [x0 + 0.5 * min(x1 - x0, 1.05), 0, r]
+    parts = [P.ring([x0, 0, r], r - 0.02, tube), P.ring([x1, 0, r], r - 0.02, tube),
+             P.rod([x0, 0, r], crank, 0.02), P.rod(crank, [crank[0] - 0.1, 0, seat_z], 0.02),
+             P.rod([crank[0] - 0.1, 0, seat_z - 0.05], [x1 - 0.1, 0, bar_z - 0.1], 0.02),
              P.rod([x1, 0, r], [x1 - 0.12, 0, bar_z], 0.02),
              P.rod([x1 - 0.12, -w / 2 + 0.03, bar_z], [x1 - 0.12, w / 2 - 0.03, bar_z], 0.02),
-             P.box(-0.2, 0.0, -0.08, 0.08, seat_z, seat_z + 0.05)]
+             P.box(crank[0] - 0.2, crank[0], -0.08, 0.08, seat_z, seat_z + 0.05)]
     if variant == 'bicycle with rider':
-        parts += _rider(-0.12, seat_z + 0.05, x1 - 0.12, bar_z, h, 0.05)
+        parts += _riding(rng, crank[0] - 0.12, seat_z + 0.05, x1 - 0.12, bar_z, h, crank[0] + 0.05)
+    elif variant == 'bicycle with a basket':
+        parts.append(P.box(x1 - 0.3, x1 + 0.05, -0.17, 0.17, bar_z - 0.3, bar_z))
+    elif variant == 'cargo bicycle':  # a box between the rider and the front wheel
+        parts.append(P.box(crank[0] + 0.25, x1 - r - 0.05, -w / 2 + 0.05, w / 2 - 0.05, 0.25, 0.75))
     return P.combine(parts)
+
+
+def _motorcycle_frame(r, x0, x1, w, bar_z):
+    return [P.ring([x0, 0, r], r - 0.07, 0.08), P.ring([x1, 0, r], r - 0.07, 0.08),
+            P.ellipsoid([0.0, 0, r + 0.2], [0.45 * (x1 - x0) / 2 + 0.2, 0.18, 0.22]),
+            P.ellipsoid([0.15, 0, r + 0.45], [0.25, 0.15, 0.12]),
+            P.box(-0.55, 0.05, -0.14, 0.14, 0.8, 0.85),
+            P.rod([x1, 0, r], [x1 - 0.2, 0, bar_z], 0.04),
+            P.rod([x1 - 0.2, -w / 2 + 0.03, bar_z], [x1 - 0.2, w / 2 - 0.03, bar_z], 0.025)]
+
+
+def _moped_frame(r, x0, x1, w, bar_z):
+    """Step-through: small wheels, a low floorboard, a leg shield in front, the engine under the seat."""
+    return [P.ring([x0, 0, r], r - 0.05, 0.06), P.ring([x1, 0, r], r - 0.05, 0.06),
+            P.box(x0 + r * 0.5, x1 - r, -0.16, 0.16, 0.2, 0.32),
+            P.taper(x1 - r - 0.12, x1 - r, -0.2, 0.2, 0.25, bar_z - 0.1, top_x=(x1 - r - 0.2, x1 - r - 0.08)),
+            P.ellipsoid([x0 + 0.15, 0, 0.6], [0.45, 0.18, 0.22]),
+            P.box(x0 - 0.1, x0 + 0.45, -0.15, 0.15, 0.75, 0.8),
+            P.rod([x1, 0, r], [x1 - 0.15, 0, bar_z], 0.035),
+            P.rod([x1 - 0.15, -w / 2 + 0.03, bar_z], [x1 - 0.15, w / 2 - 0.03, bar_z], 0.025)]
+
+
+def _sport_frame(r, x0, x1, w, bar_z):
+    """A faired sport bike: the rider's bars sit low behind a fairing that reaches up to them."""
+    return [*_motorcycle_frame(r, x0, x1, w, bar_z - 0.1),
+            P.ellipsoid([x1 - 0.35, 0, r + 0.45], [0.4, 0.24, 0.32])]
+
+
+_MOTORCYCLE_FRAMES: dict[str, tuple[Callable, float, float]] = {  # frame, wheel radius / length, bar height
+    'motorcycle': (_motorcycle_frame, 0.16, 1.05), 'moped': (_moped_frame, 0.13, 1.0),
+    'sport motorcycle': (_sport_frame, 0.16, 1.0),
+}
 
 
 def build_motorcycle(rng, ln, w, h, variant):
-    r = float(np.clip(0.16 * ln, 0.28, 0.36))
+    rider = variant.endswith(' with rider')
+    frame, wheel, bar_z = _MOTORCYCLE_FRAMES[variant.removesuffix(' with rider')]
+    r = float(np.clip(wheel * ln, 0.22, 0.36))
     x0, x1 = -ln / 2 + r, ln / 2 - r
-    parts = [P.ring([x0, 0, r], r - 0.07, 0.08), P.ring([x1, 0, r], r - 0.07, 0.08),
-             P.ellipsoid([0.0, 0, r + 0.2], [0.45 * (x1 - x0) / 2 + 0.2, 0.18, 0.22]),
-             P.ellipsoid([0.15, 0, r + 0.45], [0.25, 0.15, 0.12]),
-             P.box(-0.55, 0.05, -0.14, 0.14, 0.8, 0.85),
-             P.rod([x1, 0, r], [x1 - 0.2, 0, 1.05], 0.04),
-             P.rod([x1 - 0.2, -w / 2 + 0.03, 1.05], [x1 - 0.2, w / 2 - 0.03, 1.05], 0.025)]
-    if variant == 'motorcycle with rider':
-        parts += _rider(-0.3, 0.85, x1 - 0.2, 1.05, h, 0.0)
+    parts = frame(r, x0, x1, w, bar_z)
+    if rider:
+        parts += _riding(rng, -0.3, 0.85, x1 - 0.2, bar_z, h, 0.0)
     return P.combine(parts)
 
 
-def build_pedestrian(rng, ln, w, h, variant):
-    hip = 0.52 * h
-    shoulder = 0.81 * h
-    stride = 0.0 if variant == 'standing pedestrian' else float(rng.uniform(0.1, 0.35))
+def _walker(rng, h: float, stride: float, lean: float):
+    """Legs, torso and head of a person of height h in a walking pose; arms are the accessories' job."""
+    hip, shoulder = 0.52 * h, 0.81 * h
     tw, td = 0.2 * (h / 1.75) + 0.02, 0.12 * (h / 1.75)
-    parts = [P.rod([0, -0.09, hip], [stride, -0.1, 0.05], 0.065),
-             P.rod([0, 0.09, hip], [-stride, 0.1, 0.05], 0.065),
-             P.ellipsoid([0, 0, (hip + shoulder) / 2 + 0.02], [td, tw, (shoulder - hip) / 2 + 0.06]),
-             P.ellipsoid([0.01, 0, h - 0.11], [0.1, 0.085, 0.11]),
-             P.rod([0, -tw - 0.03, shoulder - 0.03], [-0.6 * stride, -tw - 0.06, hip - 0.05], 0.045),
-             P.rod([0, tw + 0.03, shoulder - 0.03], [0.6 * stride, tw + 0.06, hip - 0.05], 0.045)]
+    return [P.rod([0, -0.09, hip], [stride, -0.1, 0.05], 0.065),
+            P.rod([0, 0.09, hip], [-stride, 0.1, 0.05], 0.065),
+            P.ellipsoid([lean / 2, 0, (hip + shoulder) / 2 + 0.02], [td, tw, (shoulder - hip) / 2 + 0.06]),
+            P.ellipsoid([lean + 0.01, 0, h - 0.11], [0.1, 0.085, 0.11])], hip, shoulder, tw, td
+
+
+def _arm(lean, y, shoulder, hand):
+    return P.rod([lean, y, shoulder - 0.03], hand, 0.045)
+
+
+def build_pedestrian(rng, ln, w, h, variant):
+    umbrella = variant == 'pedestrian with an umbrella'
+    body_h = h - 0.3 if umbrella else h  # the canopy is the top of the box
+    stride = 0.0 if variant == 'standing pedestrian' else float(rng.uniform(0.1, 0.35))
+    swing, lean = float(rng.uniform(0.3, 0.9)) * stride, float(rng.uniform(-0.03, 0.08))
+    parts, hip, shoulder, tw, td = _walker(rng, body_h, stride, lean)
+    left = [-swing, -tw - 0.06, hip - 0.05]
+    right = [swing, tw + 0.06, hip - 0.05]
     if variant == 'pedestrian with a backpack':
         parts.append(P.box(-td - 0.18, -td + 0.02, -0.15, 0.15, hip + 0.1, shoulder))
+    elif variant == 'pedestrian carrying a bag':
+        right = [0.0, tw + 0.1, hip - 0.1]
+        parts.append(P.box(-0.15, 0.15, tw + 0.06, tw + 0.18, hip - 0.45, hip - 0.05))
+    elif variant == 'pedestrian on a phone':  # forearm up to the ear
+        right = [lean + 0.12, tw - 0.02, shoulder - 0.25]
+        parts.append(P.rod(right, [lean + 0.04, 0.1, body_h - 0.12], 0.04))
+    elif umbrella:
+        right = [0.25, tw - 0.02, hip + 0.2]
+        parts += [P.rod(right, [0.2, 0.05, h - 0.1], 0.015),
+                  P.ellipsoid([0.2, 0.05, h - 0.12], [0.5, 0.5, 0.12])]
+    parts += [_arm(lean, -tw - 0.03, shoulder, left), _arm(lean, tw + 0.03, shoulder, right)]
     return P.combine(parts)
 
 
@@ -240,23 +415,63 @@ def build_cone(rng, ln, w, h, variant):
     return P.cylinder_z([0, 0], 0.48 * min(ln, w), 0, h)  # traffic drum
 
 
-def build_barrier(rng, ln, w, h, variant):
-    # Long side along y: nuScenes barriers are annotated with the heading across the barrier.
-    if variant == 'concrete jersey barrier':
-        return P.combine([P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.3 * h, top_x=(-0.3 * ln, 0.3 * ln)),
-                          P.taper(-0.3 * ln, 0.3 * ln, -w / 2, w / 2, 0.3 * h, h,
-                                  top_x=(-0.15 * ln, 0.15 * ln))])
-    if variant == 'plastic water-filled barrier':
-        return P.combine([P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.55 * h, top_x=(-0.3 * ln, 0.3 * ln)),
-                          P.taper(-0.3 * ln, 0.3 * ln, -w / 2 + 0.1, w / 2 - 0.1, 0.55 * h, h,
-                                  top_x=(-0.2 * ln, 0.2 * ln))])
-    # metal crowd-control fence: two posts with feet, rails, vertical bars
-    parts = [P.box(-ln / 2, ln / 2, s * w / 2 - 0.06, s * w / 2 + 0.06, 0, 0.06) for s in (-1, 1)]
-    parts += [P.rod([0, s * (w / 2 - 0.04), 0.05], [0, s * (w / 2 - 0.04), h], 0.025) for s in (-1, 1)]
+def _jersey(rng, ln, w, h):
+    return [P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.3 * h, top_x=(-0.3 * ln, 0.3 * ln)),
+            P.taper(-0.3 * ln, 0.3 * ln, -w / 2, w / 2, 0.3 * h, h, top_x=(-0.15 * ln, 0.15 * ln))]
+
+
+def _water_filled(rng, ln, w, h):
+    return [P.taper(-ln / 2, ln / 2, -w / 2, w / 2, 0, 0.55 * h, top_x=(-0.3 * ln, 0.3 * ln)),
+            P.taper(-0.3 * ln, 0.3 * ln, -w / 2 + 0.1, w / 2 - 0.1, 0.55 * h, h, top_x=(-0.2 * ln, 0.2 * ln))]
+
+
+def _fence(ln, w, h, bars: int, foot_h: float, foot_len: float):
+    """Posts on feet, top and bottom rails, vertical bars (crowd-control and construction fences)."""
+    posts = (-w / 2 + 0.04, w / 2 - 0.04)
+    parts = [P.box(-foot_len / 2, foot_len / 2, y - 0.12, y + 0.12, 0, foot_h) for y in posts]
+    parts += [P.rod([0, y, foot_h - 0.01], [0, y, h], 0.025) for y in posts]
     parts += [P.rod([0, -w / 2, z], [0, w / 2, z], 0.02) for z in (0.2 * h, h - 0.03)]
     parts += [P.rod([0, y, 0.2 * h], [0, y, h - 0.03], 0.01)
-              for y in np.linspace(-w / 2 + 0.15, w / 2 - 0.15, 9)]
-    return P.combine(parts)
+              for y in np.linspace(-w / 2 + 0.15, w / 2 - 0.15, bars)]
+    return parts
+
+
+def _metal_fence(rng, ln, w, h):
+    return _fence(ln, w, h, 9, 0.06, ln)
+
+
+def _construction_fence(rng, ln, w, h):  # tall mesh panel on concrete feet
+    return _fence(ln, w, h, int(rng.integers(14, 22)), 0.15, ln)
+
+
+def _barricade(rng, ln, w, h):
+    """A-frame barricade: two splayed leg pairs and two or three striped boards across the road."""
+    parts = [P.rod([s * ln / 2, y, 0], [0, y, h - 0.05], 0.025)
+             for s in (-1, 1) for y in (-w / 2 + 0.1, w / 2 - 0.1)]
+    boards = int(rng.integers(2, 4))
+    parts += [P.box(-0.02 - 0.06 * (i % 2), 0.02, -w / 2, w / 2, z - 0.2 * h / boards, z)
+              for i, z in enumerate(np.linspace(h, 0.45 * h, boards))]
+    return parts
+
+
+def _guard_rail(rng, ln, w, h):
+    """A W-beam on posts every 1.5-2 m (roadside guard rail segments)."""
+    posts = np.arange(-w / 2 + 0.1, w / 2, float(rng.uniform(1.5, 2.0)))
+    parts = [P.box(-ln / 2, -ln / 2 + 0.15, y - 0.08, y + 0.08, 0, h - 0.05) for y in posts]
+    parts += [P.box(-ln / 2 + 0.15, ln / 2, -w / 2, w / 2, 0.55 * h, h)]
+    return parts
+
+
+_BARRIERS: dict[str, Callable] = {
+    'concrete jersey barrier': _jersey, 'plastic water-filled barrier': _water_filled,
+    'metal fence barrier': _metal_fence, 'construction fence panel': _construction_fence,
+    'striped barricade': _barricade, 'guard rail': _guard_rail,
+}
+
+
+def build_barrier(rng, ln, w, h, variant):
+    # Long side along y: nuScenes barriers are annotated with the heading across the barrier.
+    return P.combine(_BARRIERS[variant](rng, ln, w, h))
 
 
 def build_kick_scooter(rng, ln, w, h, variant):
@@ -342,35 +557,59 @@ def _v(*names_weights):
 # class's variety; non-nuScenes classes from typical real-world dimensions.
 CLASSES: tuple[ClassSpec, ...] = (
     ClassSpec('car', 'car', (4.63, 1.97, 1.74), (0.45, 0.15, 0.22),
-              _v(('sedan', 3), ('hatchback', 2), ('SUV', 2), ('van', 1)), build_car),
+              (Variant('sedan', 3), Variant('hatchback', 2),
+               Variant('SUV', 2, (4.75, 1.95, 1.8), (0.35, 0.1, 0.12)),
+               Variant('van', 1, (5.0, 2.0, 2.05), (0.45, 0.1, 0.2)), Variant('station wagon', 1),
+               Variant('minivan', 1, (4.95, 1.95, 1.78), (0.25, 0.08, 0.08)),
+               Variant('compact car', 1, (3.75, 1.72, 1.52), (0.25, 0.08, 0.08)),
+               Variant('coupe', 0.5, (4.5, 1.85, 1.35), (0.3, 0.08, 0.06))), build_car),
     ClassSpec('truck', 'truck', (6.94, 2.52, 2.85), (1.8, 0.3, 0.5),
               (Variant('box truck', 2), Variant('pickup truck', 1.5, (5.5, 2.05, 1.9), (0.4, 0.12, 0.12)),
-               Variant('dump truck', 1)), build_truck),
+               Variant('dump truck', 1), Variant('flatbed truck', 1),
+               Variant('cement mixer truck', 0.7, (8.5, 2.5, 3.7), (0.8, 0.1, 0.2)),
+               Variant('semi-tractor', 1, (6.2, 2.5, 3.6), (0.6, 0.1, 0.3)),
+               Variant('garbage truck', 0.7, (8.5, 2.5, 3.4), (0.8, 0.1, 0.2))), build_truck),
     ClassSpec('trailer', 'trailer', (12.3, 2.9, 3.87), (2.5, 0.2, 0.5),
               _v(('box trailer', 2), ('flatbed trailer', 1), ('tank trailer', 1)), build_trailer),
     ClassSpec('bus', 'bus', (11.1, 2.95, 3.47), (1.4, 0.12, 0.3),
               (Variant('city bus', 3), Variant('coach bus', 1),
-               Variant('articulated bus', 1, (17.5, 2.55, 3.2), (1.0, 0.1, 0.2))), build_bus),
+               Variant('articulated bus', 1, (17.5, 2.55, 3.2), (1.0, 0.1, 0.2)),
+               Variant('double-decker bus', 0.7, (11.0, 2.55, 4.3), (0.8, 0.08, 0.15)),
+               Variant('minibus', 0.7, (7.2, 2.25, 2.8), (0.7, 0.1, 0.15)),
+               Variant('school bus', 0.5, (11.5, 2.5, 3.2), (1.0, 0.08, 0.12))), build_bus),
     ClassSpec('construction vehicle', 'construction_vehicle', (6.37, 2.85, 3.19), (1.5, 0.4, 0.6),
-              _v(('excavator', 2), ('wheel loader', 1.5), ('road roller', 1)), build_construction),
+              (Variant('excavator', 2), Variant('wheel loader', 1.5), Variant('road roller', 1),
+               Variant('bulldozer', 1, (5.5, 3.2, 3.2), (0.8, 0.3, 0.3)),
+               Variant('mobile crane', 1, (11.5, 2.8, 3.9), (1.5, 0.15, 0.2)),
+               Variant('backhoe loader', 1, (6.5, 2.4, 3.6), (0.5, 0.15, 0.2))), build_construction),
     ClassSpec('bicycle', 'bicycle', (1.7, 0.6, 1.1), (0.12, 0.08, 0.08),
               (Variant('bicycle', 1.5),
-               Variant('bicycle with rider', 1, (1.75, 0.7, 1.72), (0.12, 0.08, 0.1))),
+               Variant('bicycle with rider', 1.2, (1.75, 0.7, 1.72), (0.12, 0.08, 0.1)),
+               Variant('mountain bike', 0.5), Variant('bicycle with a basket', 0.4),
+               Variant('cargo bicycle', 0.3, (2.4, 0.75, 1.1), (0.2, 0.06, 0.06))),
               build_bicycle, tight=False),
     ClassSpec('motorcycle', 'motorcycle', (2.11, 0.77, 1.3), (0.2, 0.1, 0.1),
               (Variant('motorcycle', 1.5),
-               Variant('motorcycle with rider', 1, (2.15, 0.85, 1.62), (0.2, 0.1, 0.1))),
+               Variant('motorcycle with rider', 1, (2.15, 0.85, 1.62), (0.2, 0.1, 0.1)),
+               Variant('moped', 0.7, (1.8, 0.7, 1.15), (0.12, 0.06, 0.06)),
+               Variant('moped with rider', 0.5, (1.85, 0.75, 1.6), (0.12, 0.06, 0.08)),
+               Variant('sport motorcycle', 0.5, (2.05, 0.75, 1.15), (0.12, 0.06, 0.06))),
               build_motorcycle, tight=False),
     ClassSpec('pedestrian', 'pedestrian', (0.73, 0.67, 1.77), (0.12, 0.1, 0.12),
               (Variant('walking pedestrian', 3), Variant('standing pedestrian', 1),
                Variant('pedestrian with a backpack', 1),
-               Variant('child', 0.5, (0.55, 0.5, 1.25), (0.08, 0.08, 0.12))),
+               Variant('child', 0.5, (0.55, 0.5, 1.25), (0.08, 0.08, 0.12)),
+               Variant('pedestrian carrying a bag', 0.7), Variant('pedestrian on a phone', 0.5),
+               Variant('pedestrian with an umbrella', 0.3, (1.0, 1.0, 2.05), (0.1, 0.1, 0.1))),
               build_pedestrian, tight=False),
     ClassSpec('traffic cone', 'traffic_cone', (0.41, 0.41, 0.85), (0.07, 0.07, 0.15),
               _v(('traffic cone', 4), ('delineator post', 1), ('traffic drum', 1)), build_cone),
     ClassSpec('barrier', 'barrier', (0.62, 2.1, 1.02), (0.12, 0.45, 0.12),
-              _v(('concrete jersey barrier', 2), ('plastic water-filled barrier', 2),
-                 ('metal fence barrier', 1)), build_barrier),
+              (Variant('concrete jersey barrier', 2), Variant('plastic water-filled barrier', 2),
+               Variant('metal fence barrier', 1),
+               Variant('construction fence panel', 0.7, (0.7, 3.4, 2.0), (0.1, 0.3, 0.1)),
+               Variant('striped barricade', 0.7, (0.7, 1.6, 1.05), (0.1, 0.2, 0.08)),
+               Variant('guard rail', 0.5, (0.45, 4.0, 0.8), (0.05, 0.6, 0.05))), build_barrier),
     ClassSpec('kick scooter', '', (1.1, 0.45, 1.12), (0.1, 0.06, 0.08),
               _v(('kick scooter', 1), ('electric kick scooter', 1)), build_kick_scooter, tight=False),
     ClassSpec('stroller', '', (0.95, 0.6, 1.05), (0.1, 0.05, 0.08), _v(('baby stroller', 1)), build_stroller),
