@@ -31,6 +31,7 @@ class Hostile:
     payload: Any = None  # message, raw bytes, Boxes, or (name, value) for 'param'
     stamp_ns: int | None = None  # for 'stamp': the (hostile) stamp of an otherwise valid frame
     nanosec: int | None = None  # an out-of-range nanosec field, where the kind sets one
+    generator: str = ''  # the GENERATORS entry that drew it
 
 
 @dataclass
@@ -247,7 +248,15 @@ HOSTILE_BOX_FRAMES = ('boxes_non_finite', 'boxes_degenerate_size', 'boxes_huge_s
                       'boxes_too_many', 'boxes_long_strings')
 
 
+def times_frame(h: Hostile) -> bool:
+    """True for a frame of hostile boxes (drawn by one of HOSTILE_BOX_FRAMES' generators)."""
+    return h.target == 'frame' and h.generator in HOSTILE_BOX_FRAMES
+
+
 def draw(rng, sample: Sample) -> Hostile:
     names = list(GENERATORS)
     p = np.array([WEIGHTS[n] for n in names], float)
-    return GENERATORS[names[int(rng.choice(len(names), p=p / p.sum()))]](rng, sample)
+    name = names[int(rng.choice(len(names), p=p / p.sum()))]
+    h = GENERATORS[name](rng, sample)
+    h.generator = name
+    return h

@@ -102,6 +102,8 @@ class Campaign:
         self.worst_by_kind: dict[str, float] = {}
         self.valid_ms: list[float] = []  # e2e of valid frames, the yardstick for the worst hostile one
         self.rss_mb: dict[str, float] = {}
+        self.since_valid: list[str] = []  # hostile kinds sent since the last valid frame
+        self.missed: list[str] = []  # valid frames without labels, with the kinds sent before them
 
     def _start(self) -> subprocess.Popen:
         from node_bench import start_node
@@ -169,10 +171,18 @@ class Campaign:
 
     def valid_frame(self, phase: str) -> None:
         self.valid[f'{phase}_sent'] += 1
+        before = dict(self.client.counters())
         ms = self.lockstep(self.sample.cloud, self.sample.boxes, may_skip=False)
         if ms is not None and ms == ms:
             self.valid[f'{phase}_answered'] += 1
             self.valid_ms.append(ms)
+        else:  # what came just before it and which node counters moved, to find the cause
+            self.client.spin_until(lambda: False, 0.5)
+            moved = {k: v - before.get(k, 0) for k, v in self.client.counters().items()
+                     if isinstance(v, float) and not k.endswith(('_p50', '_p99', '_samples'))
+                     and v != before.get(k, 0)}
+            self.missed.append(f'{phase}: after {", ".join(self.since_valid[-5:])}; node: {moved}')
+        self.since_valid = []
 
     def valid_frames(self, phase: str, n: int) -> None:
         for _ in range(n):
@@ -183,9 +193,10 @@ class Campaign:
     def send(self, h) -> None:
         """One hostile input. Frames with hostile boxes go lock-step (their time is the worst-frame
         figure); everything else is fire-and-forget, checked by the next valid frame."""
-        from fuzz_messages import HOSTILE_BOX_FRAMES
+        from fuzz_messages import times_frame
 
         self.kinds[h.kind] += 1
+        self.since_valid.append(h.kind)
         if h.target == 'cloud':
             self.client.cloud_pub.publish(h.payload)
         elif h.target == 'boxes':
@@ -196,7 +207,7 @@ class Campaign:
                                nanosec if h.nanosec is None else h.nanosec)
         elif h.target == 'param':
             self.set_param(h.kind, *h.payload)
-        elif any(h.kind.startswith(k) for k in HOSTILE_BOX_FRAMES):
+        elif times_frame(h):
             ms = self.lockstep(*h.payload)
             if ms is not None and ms != ms:  # neither labels nor a skip counted within the timeout
                 self.unanswered[h.kind] += 1
@@ -396,6 +407,7 @@ def summarise(args, c: Campaign, gap: dict, counters: dict, hostile_s: float, tr
         'worst_frame_ms_by_kind': {k: round(v, 1) for k, v in sorted(c.worst_by_kind.items())},
         'node_counters': {k: val for k, val in counters.items() if isinstance(val, (int, float))},
         'crashes': c.crashes,
+        'valid_frames_missed': c.missed[:50],
         '_gap': gap,
     }
 

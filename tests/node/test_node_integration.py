@@ -84,6 +84,15 @@ def _settled_counters(client: NodeClient) -> dict:
     return dict(client.counters())
 
 
+def _wait_worker_idle(client: NodeClient, boxes_received: int) -> None:
+    """Until the node has taken `boxes_received` box messages and its worker has nothing pending."""
+    def idle() -> bool:
+        c = client.counters()
+        done = c.get('worker_processed', 0) + c.get('worker_dropped_busy', 0) + c.get('worker_failed', 0)
+        return c.get('boxes_received', 0) >= boxes_received and done >= c.get('worker_submitted', 0)
+    assert client.spin_until(idle, 20), client.counters()
+
+
 def _assert_answers_boxes(labels, boxes: Boxes, header_stamp: int | None = None):
     assert labels is not None, 'frame not answered'
     assert [o.id for o in labels.objects] == list(boxes.ids)
@@ -311,8 +320,11 @@ def test_bytes_that_are_no_message_are_counted_and_the_node_keeps_labelling(node
         t = client.next_stamp()
         data = broken_box_messages(serialize_message(boxes_to_msg(few, stamp=ns_to_stamp(t))))[kind]
         cloud.header.stamp = ns_to_stamp(t)
+        received = client.counters()['boxes_received']
         client.cloud_pub.publish(cloud)
         client.boxes_pub.publish(data)
+        _wait_worker_idle(client, boxes_received=received + 1)  # read before the next frame can replace it
+    assert client.counters()['worker_dropped_busy'] == before['worker_dropped_busy']
     # no cloud at all: too short for a stamp (the RMW pads to 4 bytes), another encapsulation
     client.cloud_pub.publish(b'\x00\x01\x00\x00gar')
     client.cloud_pub.publish(b'\x00\x07' + bytes(30))
