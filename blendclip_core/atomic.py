@@ -12,8 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 TMP_MARK = '.tmp-'  # temporaries are named .<final name>.tmp-<pid>
 
