@@ -68,23 +68,30 @@ def stamp_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
+DEFAULT_TOPICS = ('/lidar/points', '/detections', '/blendclip/objects')
+
+
 class NodeClient:
     """Publishes inputs to and reads outputs of the node named `node` (default topics)."""
 
-    def __init__(self, context, node: str = '/blendclip', keep_labels: bool = True) -> None:
+    def __init__(self, context, node: str = '/blendclip', keep_labels: bool = True,
+                 topics: tuple[str, str, str] = DEFAULT_TOPICS) -> None:
+        """topics: cloud in, boxes in, labels out (as the node's remappings name them)."""
         self.node_path = node
         self.keep_labels = keep_labels
         self.node = rclpy.create_node('blendclip_test_client', context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         n = self.node
-        self.cloud_pub = n.create_publisher(PointCloud2, '/lidar/points', qos_profile_sensor_data)
-        self.boxes_pub = n.create_publisher(DetectedBoxArray, '/detections', RELIABLE)
+        cloud_topic, boxes_topic, labels_topic = topics
+        self.labels_topic = labels_topic
+        self.cloud_pub = n.create_publisher(PointCloud2, cloud_topic, qos_profile_sensor_data)
+        self.boxes_pub = n.create_publisher(DetectedBoxArray, boxes_topic, RELIABLE)
         self.labels: dict[int, LabelledObjectArray] = {}
         self.received_at: dict[int, int] = {}  # labels' stamp -> time.time_ns() when they arrived
         self.vocabularies: list[Vocabulary] = []
         self.diagnostics: list[dict] = []
-        n.create_subscription(LabelledObjectArray, '/blendclip/objects', self._on_labels, RELIABLE)
+        n.create_subscription(LabelledObjectArray, labels_topic, self._on_labels, RELIABLE)
         n.create_subscription(Vocabulary, '/blendclip/vocabulary', self.vocabularies.append, LATCHED)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.set_params = n.create_client(SetParameters, f'{node}/set_parameters')
@@ -119,7 +126,7 @@ class NodeClient:
         """Active = the vocabulary was published (at activation) and our publishers are matched."""
         return self.spin_until(lambda: bool(self.vocabularies) and self.cloud_pub.get_subscription_count() > 0
                                and self.boxes_pub.get_subscription_count() > 0
-                               and self.node.count_publishers('/blendclip/objects') > 0, timeout)
+                               and self.node.count_publishers(self.labels_topic) > 0, timeout)
 
     def counters(self) -> dict:
         return self.diagnostics[-1] if self.diagnostics else {}
