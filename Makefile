@@ -26,7 +26,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export FASTDDS_DEFAULT_PROFILES_FILE := $(abspath config/fastdds_large_data.xml)
+# Fast DDS 2.x (Jazzy) reads FASTRTPS_..., 3.x (Kilted) FASTDDS_... and warns about the other.
+ifeq ($(ROS_DISTRO),jazzy)
 export FASTRTPS_DEFAULT_PROFILES_FILE := $(FASTDDS_DEFAULT_PROFILES_FILE)
+endif
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export PYTHONDONTWRITEBYTECODE := 1
 # Tests find the prefix here (tests/launch); they skip with the reason in $(PREFIX).skipped if absent.

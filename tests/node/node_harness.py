@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from blendclip_ros.node.diagnostics import parse_status_values, status_name
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-STUBS = HERE / 'launch_stubs'
 SAMPLE = REPO / 'data' / 'nuscenes_sample'
 TEXT_SPACE = 'minilm:all-MiniLM-L6-v2'  # real, offline; 384-d
 TEST_VOCABULARY = ['car', 'truck', 'bus', 'pedestrian', 'bicycle', 'traffic cone', 'barrier']
@@ -219,17 +217,3 @@ def child_env() -> dict[str, str]:
     env['PYTHONPATH'] = os.pathsep.join([str(REPO), *filter(None, [env.get('PYTHONPATH')])])
     env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
     return env
-
-
-def plan_launch(launch_file: str, **arguments):
-    """Resolve one of our launch files with the test-only launch stand-ins (removed again)."""
-    from blendclip_ros import launch_runner
-
-    sys.path.insert(0, str(STUBS))
-    try:
-        return launch_runner.plan(launch_runner.load_description(REPO / 'launch' / launch_file), arguments,
-                                  {'blendclip': str(REPO)})
-    finally:
-        sys.path.remove(str(STUBS))
-        for name in [m for m in sys.modules if m.split('.')[0] in ('launch', 'launch_ros')]:
-            del sys.modules[name]
