@@ -66,7 +66,7 @@ def prefix_env(prefix: Path, base: dict[str, str] | None = None) -> dict[str, st
         return os.pathsep.join([*map(str, values), *filter(None, [env.get(name)])])
 
     env['AMENT_PREFIX_PATH'] = os.pathsep.join([str(prefix), str(VENV)])
-    env['PYTHONPATH'] = str(site)  # the installed copy of our packages, not the checkout
+    env['PYTHONPATH'] = first('PYTHONPATH', site)  # the installed copy of our packages, not the checkout
     env['LD_LIBRARY_PATH'] = first('LD_LIBRARY_PATH', prefix / 'lib')
     env['PATH'] = first('PATH', VENV / 'bin')  # executables' `#!/usr/bin/env python3` -> the venv
     env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
