@@ -106,6 +106,7 @@ prefix:
 	@echo '$(UPSTREAM) not found (it holds launch, launch_ros, ros2cli and composition_interfaces, which have no wheels): real `ros2 launch` tests skip' | tee $(PREFIX).skipped
 else
 prefix: $(STAMP)/prefix
+	@rm -f $(PREFIX).skipped
 
 $(STAMP)/upstream: $(STAMP)/deps $(UPSTREAM)/SOURCES.txt
 	rm -rf $(BUILD)/upstream && mkdir -p $(BUILD)/upstream
@@ -118,7 +119,6 @@ $(STAMP)/upstream: $(STAMP)/deps $(UPSTREAM)/SOURCES.txt
 	@touch $@
 
 $(STAMP)/prefix: $(STAMP)/upstream $(STAMP)/interfaces $(PACKAGE_FILES)
-	@rm -f $(PREFIX).skipped
 	rm -rf $(BUILD)/src/blendclip && mkdir -p $(BUILD)/src/blendclip
 	@echo "copying the package ($(words $(PACKAGE_FILES)) files) to $(BUILD)/src/blendclip"
 	@tar -cf - $(PACKAGE_FILES) | tar -xf - -C $(BUILD)/src/blendclip
