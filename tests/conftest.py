@@ -5,6 +5,7 @@ Set before anything imports rclpy, so this process and every child process it st
 
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,25 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ['TRANSFORMERS_OFFLINE'] = '1'
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-# Fast DDS 3.x (Kilted, these wheels) reads FASTDDS_..., 2.x (Humble, Jazzy) FASTRTPS_...
+
+
+def fast_dds_version() -> str:
+    """The Fast DDS of these wheels: `ros-fastrtps` 2.x (Jazzy), `ros-fastdds` 3.x (Kilted)."""
+    for name in ('ros-fastdds', 'ros-fastrtps'):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return ''
+
+
+# Fast DDS 3.x (Kilted) reads FASTDDS_..., 2.x (Humble, Jazzy) FASTRTPS_... (3.x warns about it, so
+# it is set only for 2.x).
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(REPO / 'config' / 'fastdds_large_data.xml')
-os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.environ['FASTDDS_DEFAULT_PROFILES_FILE']
+if fast_dds_version().startswith('2.'):
+    os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.environ['FASTDDS_DEFAULT_PROFILES_FILE']
+else:
+    os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
 # A distinct domain per run, so parallel or leftover runs on one machine never cross-talk.
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 

@@ -143,8 +143,10 @@ def test_ros_imports_are_declared_in_package_xml(package):
     assert not undeclared, f'add <exec_depend> for: {undeclared}'
 
 
-def test_lock_pins_every_base_requirement():
-    """make env installs lock.txt only: a pin added to base.txt without `make lock` would be ignored."""
+@pytest.mark.parametrize('distro', ['jazzy', 'kilted'])
+def test_lock_pins_every_base_requirement(distro):
+    """make env installs lock-<distro>.txt only: a pin added to base.txt or ros-<distro>.txt without
+    `make lock ROS_DISTRO=<distro>` would be ignored."""
     def pins(name: str) -> dict[str, str]:
         out = {}
         for line in (REPO / 'requirements' / name).read_text().splitlines():
@@ -154,6 +156,9 @@ def test_lock_pins_every_base_requirement():
                 assert version, f'{name}: {line!r} is not pinned with =='
                 out[re.sub(r'[-_.]+', '-', package).lower()] = version
         return out
-    lock = pins('lock.txt')
-    stale = {k: (v, lock.get(k)) for k, v in pins('base.txt').items() if lock.get(k) != v}
-    assert not stale, f'run `make lock`: base.txt vs lock.txt {stale}'
+    lock = pins(f'lock-{distro}.txt')
+    wanted = {**pins('base.txt'), **pins(f'ros-{distro}.txt')}
+    stale = {k: (v, lock.get(k)) for k, v in wanted.items() if lock.get(k) != v}
+    assert not stale, f'run `make lock ROS_DISTRO={distro}`: requirements vs lock-{distro}.txt {stale}'
+    other = 'kilted' if distro == 'jazzy' else 'jazzy'
+    assert not any(k.startswith(f'ros-{other}-') for k in lock), f'lock-{distro}.txt holds {other} wheels'

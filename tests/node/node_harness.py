@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from blendclip_ros.node.diagnostics import parse_status_values, status_name
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-STUBS = HERE / 'launch_stubs'
 SAMPLE = REPO / 'data' / 'nuscenes_sample'
 TEXT_SPACE = 'minilm:all-MiniLM-L6-v2'  # real, offline; 384-d
 TEST_VOCABULARY = ['car', 'truck', 'bus', 'pedestrian', 'bicycle', 'traffic cone', 'barrier']
@@ -60,23 +58,30 @@ def sample_cloud(points: np.ndarray, frame_id: str = 'LIDAR_TOP') -> PointCloud2
     return points_to_cloud(points, ('x', 'y', 'z', 'intensity', 'ring'), frame_id=frame_id)
 
 
+DEFAULT_TOPICS = ('/lidar/points', '/detections', '/blendclip/objects')
+
+
 class NodeClient:
     """Publishes inputs to and reads outputs of the node named `node` (default topics)."""
 
-    def __init__(self, context, node: str = '/blendclip', keep_labels: bool = True) -> None:
+    def __init__(self, context, node: str = '/blendclip', keep_labels: bool = True,
+                 topics: tuple[str, str, str] = DEFAULT_TOPICS) -> None:
+        """topics: cloud in, boxes in, labels out (as the node's remappings name them)."""
         self.node_path = node
         self.keep_labels = keep_labels
         self.node = rclpy.create_node('blendclip_test_client', context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         n = self.node
-        self.cloud_pub = n.create_publisher(PointCloud2, '/lidar/points', qos_profile_sensor_data)
-        self.boxes_pub = n.create_publisher(DetectedBoxArray, '/detections', RELIABLE)
+        cloud_topic, boxes_topic, labels_topic = topics
+        self.labels_topic = labels_topic
+        self.cloud_pub = n.create_publisher(PointCloud2, cloud_topic, qos_profile_sensor_data)
+        self.boxes_pub = n.create_publisher(DetectedBoxArray, boxes_topic, RELIABLE)
         self.labels: dict[int, LabelledObjectArray] = {}
         self.received_at: dict[int, int] = {}  # labels' stamp -> time.time_ns() when they arrived
         self.vocabularies: list[Vocabulary] = []
         self.diagnostics: list[dict] = []
-        n.create_subscription(LabelledObjectArray, '/blendclip/objects', self._on_labels, RELIABLE)
+        n.create_subscription(LabelledObjectArray, labels_topic, self._on_labels, RELIABLE)
         n.create_subscription(Vocabulary, '/blendclip/vocabulary', self.vocabularies.append, LATCHED)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.set_params = n.create_client(SetParameters, f'{node}/set_parameters')
@@ -111,7 +116,7 @@ class NodeClient:
         """Active = the vocabulary was published (at activation) and our publishers are matched."""
         return self.spin_until(lambda: bool(self.vocabularies) and self.cloud_pub.get_subscription_count() > 0
                                and self.boxes_pub.get_subscription_count() > 0
-                               and self.node.count_publishers('/blendclip/objects') > 0, timeout)
+                               and self.node.count_publishers(self.labels_topic) > 0, timeout)
 
     def counters(self) -> dict:
         return self.diagnostics[-1] if self.diagnostics else {}
@@ -204,17 +209,3 @@ def child_env() -> dict[str, str]:
     env['PYTHONPATH'] = os.pathsep.join([str(REPO), *filter(None, [env.get('PYTHONPATH')])])
     env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
     return env
-
-
-def plan_launch(launch_file: str, **arguments):
-    """Resolve one of our launch files with the test-only launch stand-ins (removed again)."""
-    from blendclip_ros import launch_runner
-
-    sys.path.insert(0, str(STUBS))
-    try:
-        return launch_runner.plan(launch_runner.load_description(REPO / 'launch' / launch_file), arguments,
-                                  {'blendclip': str(REPO)})
-    finally:
-        sys.path.remove(str(STUBS))
-        for name in [m for m in sys.modules if m.split('.')[0] in ('launch', 'launch_ros')]:
-            del sys.modules[name]

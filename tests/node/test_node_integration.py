@@ -1,5 +1,5 @@
-"""The node in its own process, started from launch/blendclip.launch.py by the launch runner (same
-executable, same --ros-args as `ros2 launch`), talking real rclpy to this test process.
+"""The node in its own process (its console script with the --ros-args launch_ros would give it; real
+`ros2 launch` is in test_ros2_launch.py), talking real rclpy to this test process.
 
 One node process serves every test of this module (starting torch + the text model costs seconds);
 tests run in file order and each leaves the node active with the test vocabulary.
@@ -8,8 +8,11 @@ tests run in file order and each leaves the node active with the test vocabulary
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +26,6 @@ from node_harness import (
     double,
     integer,
     load_sample,
-    plan_launch,
     sample_cloud,
     string,
     string_array,
@@ -37,28 +39,40 @@ from blendclip_ros.conversions.stamps import ns_to_stamp, split_ns, stamp_to_ns
 START_TIMEOUT = 120.0  # torch + MiniLM import on a busy 2-core machine
 
 
+def node_command(params) -> list[str]:
+    """What launch/blendclip.launch.py makes launch_ros run (checked for real in test_ros2_launch.py)."""
+    return [str(Path(sys.executable).with_name('blendclip_node')), '--ros-args', '-r', '__node:=blendclip',
+            '--params-file', str(params), '-p', 'autostart:=true', '-p', 'device:=cpu']
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """SIGINT (what launch sends on Ctrl-C), then SIGKILL."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
+
+
 @pytest.fixture(scope='module')
 def node_process(tiny_checkpoint, tmp_path_factory):
-    from blendclip_ros import launch_runner
-
     tmp = tmp_path_factory.mktemp('node')
     params = write_params(tmp / 'params.yaml', tiny_checkpoint)
-    plan = plan_launch('blendclip.launch.py', params_file=str(params), device='cpu')
     log_path = tmp / 'node.log'
     with open(log_path, 'wb') as log:
-        procs = launch_runner.start(plan, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-    proc = procs[0]
+        proc = subprocess.Popen(node_command(params), env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield proc, plan, log_path
+        yield proc, log_path
     finally:
-        codes = launch_runner.stop(procs)
+        code = stop(proc)
         print(log_path.read_text()[-3000:])
-    assert codes == [0], f'node exit codes {codes}'
+    assert code == 0, f'node exit code {code}'
 
 
 @pytest.fixture(scope='module')
 def client(node_process):
-    proc, _, log_path = node_process
+    proc, log_path = node_process
     context = rclpy.Context()
     rclpy.init(context=context)
     c = NodeClient(context)
@@ -106,11 +120,7 @@ def _assert_answers_boxes(labels, boxes: Boxes, header_stamp: int | None = None)
     assert [o.detector_label for o in labels.objects] == list(boxes.detector_labels)
 
 
-def test_launch_runner_starts_node_with_launch_arguments(node_process, client):
-    proc, plan, _ = node_process
-    node = plan.nodes[0]
-    assert proc.args[0].endswith('blendclip_node') and proc.args[1:] == node.ros_args()
-    assert '__node:=blendclip' in proc.args and 'device:=cpu' in proc.args
+def test_node_started_with_params_file_has_the_declared_qos(client):
     assert client.vocabularies[-1].labels == TEST_VOCABULARY
     assert client.vocabularies[-1].text_space.startswith('minilm:')
     # QoS: sensor data in, reliable out, latched vocabulary, and the params file's override applied
