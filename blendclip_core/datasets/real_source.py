@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,28 @@ def build(out: str | Path = DEFAULT_OUT, text_space: str = DEFAULT_TEXT_SPACE, t
     return save_npz(out, gen)
 
 
+class Repeated(Sequence):
+    """A source seen `times` times over (index modulo its length): weights a small real set against
+    the simulated scans it shares the curriculum's real side with (draws are uniform over the pool)."""
+
+    def __init__(self, items, times: int) -> None:
+        self.items, self.times = items, max(1, int(times))
+        self.labels = list(items.labels) * self.times
+        self.num_points = list(items.num_points) * self.times
+
+    def __len__(self) -> int:
+        return len(self.items) * self.times
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.items[i % len(self.items)]
+
+
 def av2_train_source(path: str = DEFAULT_OUT, text_space: str = DEFAULT_TEXT_SPACE, text_cache: str = '',
-                     data_root: str = '', seed: int = 0, min_points: int = 1, classes=()):
+                     data_root: str = '', seed: int = 0, min_points: int = 1, classes=(), repeat: int = 1):
     """The trainer's 'callable' source: the stored training share, built on first use when missing
-    (that needs the real files and the text space or its cache)."""
+    (that needs the real files and the text space or its cache). repeat: see Repeated."""
     from blendclip_core.synthetic.dataset import GeneratedTriplets, _filter, load_npz
 
     if not Path(path).is_file():
@@ -93,7 +112,8 @@ def av2_train_source(path: str = DEFAULT_OUT, text_space: str = DEFAULT_TEXT_SPA
     gen = load_npz(path)
     if gen.domain != REAL:
         raise ValueError(f'{path} holds the {gen.domain!r} domain, not real objects')
-    return GeneratedTriplets(_filter(gen, classes, 0), Path(path).stem)
+    triplets = GeneratedTriplets(_filter(gen, classes, 0), Path(path).stem)
+    return Repeated(triplets, repeat) if repeat > 1 else triplets
 
 
 def main(argv: list[str] | None = None) -> int:

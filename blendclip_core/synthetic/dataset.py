@@ -373,7 +373,7 @@ def sample_sweep_source(sample_dir: str = 'data/nuscenes_sample', min_points: in
     labels = [NUSCENES_10_NAMES[objs[i]['label']] for i in keep]
     gen = GeneratedSet([crop.batch.object(i).copy() for i in keep], labels, [''] * len(keep),
                        [[f'point cloud of a {lab}.'] for lab in labels], REAL,
-                       [{'box_index': objs[i]['index'],
+                       [{'box_index': objs[i]['index'], 'box_lwh': list(objs[i]['size_lwh']),
                          'range_m': float(np.hypot(*objs[i]['center_xyz'][:2]))} for i in keep],
                        np.zeros((len(keep), 1), np.float32))
     return GeneratedTriplets(gen, 'nuscenes_sample')

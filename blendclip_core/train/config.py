@@ -278,19 +278,26 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
                 base: dict | None = None) -> TrainConfig:
-    """Defaults <- base dict <- YAML file <- dotted overrides."""
+    """Defaults <- base dict <- YAML file (after the file it `extends`) <- dotted overrides."""
     data: dict = to_dict(TrainConfig()) if base is None else base
     data = dict(data)
     if path:
-        import yaml
-
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
-        data = _merge(data, loaded)
+        data = _merge(data, read_yaml(path))
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         _set_dotted(data, key, value)
     return from_dict(TrainConfig, data)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file as a dict; `extends: other.yaml` (relative to the file) is read first and this
+    file's keys merged over it (mappings key by key, lists replaced), so a variant names only what differs."""
+    import yaml
+
+    with open(path) as f:
+        loaded = yaml.safe_load(f) or {}
+    parent = loaded.pop('extends', None)
+    return _merge(read_yaml(Path(path).parent / parent), loaded) if parent else loaded
 
 
 def _merge(a: dict, b: dict) -> dict:
