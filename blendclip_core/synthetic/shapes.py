@@ -665,7 +665,11 @@ def make_object(spec: ClassSpec | str, rng: np.random.Generator) -> GeneratedObj
     """Draw a variant and a size, build the mesh in the box frame."""
     spec = get_class(spec) if isinstance(spec, str) else spec
     weights = np.array([v.weight for v in spec.variants], dtype=np.float64)
-    variant = spec.variants[int(rng.choice(len(weights), p=weights / weights.sum()))]
+    return build_variant(spec, spec.variants[int(rng.choice(len(weights), p=weights / weights.sum()))], rng)
+
+
+def build_variant(spec: ClassSpec, variant: Variant, rng: np.random.Generator) -> GeneratedObject:
+    """One object of a given variant: a drawn size, the mesh in the box frame."""
     size = draw_size(spec, variant, rng)
     mesh = fit_to_box(spec.builder(rng, *map(float, size), variant.name), size, spec.tight)
     return GeneratedObject(spec, variant.name, size, mesh)
