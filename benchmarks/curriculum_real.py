@@ -69,8 +69,9 @@ def train_runs(args: argparse.Namespace, out: Path) -> dict[str, int]:
     return {name: p.wait() for name, p in procs.items()}
 
 
-def real_scores(encoder: Path, device: str) -> dict:
-    """real_eval's scores of one trained encoder (every key), or why there are none."""
+def real_scores(encoder: Path, device: str, text_space: str) -> dict:
+    """real_eval's scores of one trained encoder (every key), or why there are none. text_space: the
+    run's (a file: space of precomputed class embeddings needs no text model on the GPU machine)."""
     from blendclip_core.datasets.splits import missing_files
 
     missing = missing_files('dev') + missing_files('train')
@@ -81,7 +82,8 @@ def real_scores(encoder: Path, device: str) -> dict:
     from blendclip_core.classifier import ZeroShotClassifier
     from blendclip_core.vocabulary import NUSCENES_10
 
-    classifier = ZeroShotClassifier.from_checkpoint(encoder, vocabulary=NUSCENES_10, device=device or 'cpu')
+    classifier = ZeroShotClassifier.from_checkpoint(encoder, vocabulary=NUSCENES_10, device=device or 'cpu',
+                                                    text_space=text_space)
     return real_eval.evaluate(classifier, None)[0]
 
 
@@ -105,8 +107,9 @@ def run(args: argparse.Namespace) -> dict:
             continue
         final = json.loads(summary.read_text())['final_eval']
         sim = {k.split('/', 1)[1]: v for k, v in final.items() if k.startswith(SIM_SET + '/')}
-        res['results'][name] = {'simulated_heldout': sim, 'real': real_scores(out / name / 'encoder.pt',
-                                                                              args.device)}
+        space = run_config(name, args)['text_space']['spec']
+        res['results'][name] = {'simulated_heldout': sim,
+                                'real': real_scores(out / name / 'encoder.pt', args.device, space)}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(res, indent=1) + '\n')
     return res
