@@ -9,7 +9,8 @@ oldest. Anything not newer than the last matched stamp is stale and dropped. Eve
 One bad stamp must not poison the ordering state (`_last_paired_ns`), or every later message would be
 stale until a reset:
 - a stamp more than `max_future_ns` ahead of the clock is dropped before it can pair (`from_future`);
-  skipped while the clock reads 0 (simulated time before the first /clock message);
+  skipped while the clock reads 0 (simulated time before the first /clock message); a pair stamped
+  ahead of the clock within that bound is labelled, but later stamps need only beat the clock;
 - a stamp more than `jump_back_ns` older than the last pair may be a restart (bag loop, clock reset) or
   one bad message: it waits in queues of its own (`jumped_back`), and only when a cloud and a box array
   from there pair with each other are the old queues and the last pair forgotten (`resets`) and the new
@@ -139,8 +140,17 @@ class StampSynchronizer:
             pair = self._match(self._past if verdict == PAST else self._queues, stream, stamp_ns, msg)
             if pair is not None and verdict == PAST:  # the stamps restarted: take up the new timeline
                 self._restart()
-                self._last_paired_ns = max(pair.cloud_stamp_ns, pair.boxes_stamp_ns)
+            if pair is not None:
+                newest = max(pair.cloud_stamp_ns, pair.boxes_stamp_ns)
+                self._last_paired_ns = self._ordering_stamp(newest, now_ns)
             return pair
+
+    @staticmethod
+    def _ordering_stamp(stamp_ns: int, now_ns: int | None) -> int:
+        """What later stamps must beat: the pair's stamp, but never past the node clock. A pair stamped
+        ahead of the clock (within the future bound, or with nanosec out of range) is labelled, but
+        must not make the correctly stamped frames after it stale."""
+        return min(stamp_ns, now_ns) if now_ns is not None and now_ns > 0 else stamp_ns
 
     def _match(self, queues: dict[str, OrderedDict[int, Any]], stream: str, stamp_ns: int,
                msg: Any) -> Pair | None:
@@ -151,7 +161,6 @@ class StampSynchronizer:
             return None
         partner = other.pop(match)
         self._evict_older(queues, max(stamp_ns, match))
-        self._last_paired_ns = max(stamp_ns, match)
         self._stale_run = 0
         self.counters.paired += 1
         if stream == CLOUD:

@@ -155,3 +155,20 @@ def test_new_bounds_reject_negative_values():
     for kwargs in ({'max_future_ns': -1}, {'jump_back_ns': -1}, {'stale_reset_after': -1}):
         with pytest.raises(ValueError):
             StampSynchronizer(**kwargs)
+
+
+def test_a_pair_stamped_ahead_of_the_clock_does_not_make_later_frames_stale():
+    """Within the future bound (clock skew, a nanosec field out of range) a frame is labelled, but the
+    correctly stamped frames after it must not be stale for the seconds it was ahead."""
+    s = StampSynchronizer(max_future_ns=5 * S, jump_back_ns=10 * S)
+    now = 1_000 * S
+    s.add_cloud(now + 4 * S, 'c-ahead', now_ns=now)
+    assert s.add_boxes(now + 4 * S, 'b-ahead', now_ns=now) is not None
+    s.add_cloud(now + 100 * MS, 'c', now_ns=now + 100 * MS)
+    assert s.add_boxes(now + 100 * MS, 'b', now_ns=now + 100 * MS).cloud == 'c'
+    assert s.counters.stale == 0
+    # without a clock (simulated time before /clock) the pair's own stamp orders, as before
+    s = StampSynchronizer(max_future_ns=5 * S)
+    s.add_cloud(now, 'c', now_ns=0)
+    assert s.add_boxes(now, 'b', now_ns=0) is not None
+    assert s.add_cloud(now - MS, 'late', now_ns=0) is None and s.counters.stale == 1
