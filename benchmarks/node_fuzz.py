@@ -102,6 +102,7 @@ class Campaign:
         self.worst_by_kind: dict[str, float] = {}
         self.valid_ms: list[float] = []  # e2e of valid frames, the yardstick for the worst hostile one
         self.rss_mb: dict[str, float] = {}
+        self.rss_trace: list[float] = []  # node RSS every 500 hostile inputs: a leak grows, a warm-up levels
         self.since_valid: list[str] = []  # hostile kinds sent since the last valid frame
         self.missed: list[str] = []  # valid frames without labels, with the kinds sent before them
 
@@ -242,6 +243,7 @@ class Campaign:
             if i + 1 == self.args.messages // 10:  # allocator high-water marks are reached by now
                 self.rss_mb['warm'] = node_rss_mb(self.proc.pid)
             if (i + 1) % 500 == 0:
+                self.rss_trace.append(round(node_rss_mb(self.proc.pid), 1))
                 print(f'{i + 1}/{self.args.messages} hostile inputs, {len(self.crashes)} crashes, '
                       f'valid answered {self.valid["during_answered"]}/{self.valid["during_sent"]}',
                       file=sys.stderr, flush=True)
@@ -408,6 +410,7 @@ def summarise(args, c: Campaign, gap: dict, counters: dict, hostile_s: float, tr
         'node_counters': {k: val for k, val in counters.items() if isinstance(val, (int, float))},
         'crashes': c.crashes,
         'valid_frames_missed': c.missed[:50],
+        'rss_trace_mb': c.rss_trace,
         '_gap': gap,
     }
 
