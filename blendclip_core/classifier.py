@@ -173,22 +173,13 @@ class ZeroShotClassifier:
         others keep their status (objects with 0 points become NO_POINTS) with index -1, score NaN.
         """
         vocab = self._vocab  # read once: a concurrent set_vocabulary never mixes vocabularies
-        n = len(batch)
-        counts = batch.counts
-        out_status = (np.full(n, ObjectStatus.OK, dtype=np.int64) if status is None
-                      else np.array(status, dtype=np.int64).reshape(-1))
-        if len(out_status) != n:
-            raise ValueError(f'status has {len(out_status)} entries for {n} objects')
-        out_status[(out_status == ObjectStatus.OK) & (counts == 0)] = ObjectStatus.NO_POINTS
-        k = min(int(top_k or self.top_k), len(vocab.labels))
-        indices = np.full((n, k), -1, dtype=np.int64)
-        scores = np.full((n, k), np.nan, dtype=np.float32)
-        run = out_status == ObjectStatus.OK
-        if run.any():
-            sub = batch if run.all() else select_objects(batch, run)
-            idx, sc = self._top_k(self.embed(sub), vocab, k)
-            indices[run], scores[run] = idx, sc
-        return Predictions(indices, scores, counts.copy(), out_status, vocab.labels, vocab.version)
+        return classify_objects(batch, status, min(int(top_k or self.top_k), len(vocab.labels)), vocab,
+                                lambda sub: self.vocabulary_logits(sub, vocab))
+
+    def vocabulary_logits(self, batch: ObjectBatch, vocab: EmbeddedVocabulary) -> torch.Tensor:
+        """(B, V) logit_scale * cosine similarity of the objects of `batch` to `vocab` (the hook a
+        combined classifier averages)."""
+        return self.logit_scale * self.embed(batch) @ vocab.embeddings.T
 
     def prepare_inputs(self, batch: ObjectBatch) -> ObjectBatch:
         """Cropped objects -> the encoder's inputs: the model's input normalisation and cap, once."""
@@ -219,15 +210,10 @@ class ZeroShotClassifier:
         n = len(embeddings)
         k = min(int(top_k or self.top_k), len(vocab.labels))
         with torch.inference_mode():
-            idx, sc = self._top_k(torch.nn.functional.normalize(embeddings.to(self.device).float(), dim=-1),
-                                  vocab, k)
+            emb = torch.nn.functional.normalize(embeddings.to(self.device).float(), dim=-1)
+            idx, sc = top_k_probabilities(self.logit_scale * emb @ vocab.embeddings.T, k)
         return Predictions(idx, sc, np.zeros(n, np.int64), np.full(n, ObjectStatus.OK, np.int64),
                            vocab.labels, vocab.version)
-
-    def _top_k(self, emb: torch.Tensor, vocab: EmbeddedVocabulary, k: int) -> tuple[np.ndarray, np.ndarray]:
-        probs = torch.softmax(self.logit_scale * emb @ vocab.embeddings.T, dim=-1)
-        top = probs.topk(k, dim=-1)
-        return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
 
     # ---------------------------------------------------------------------------------- construction
 
@@ -286,3 +272,30 @@ def select_objects(batch: ObjectBatch, mask: np.ndarray) -> ObjectBatch:
     offsets = np.concatenate([[0], np.cumsum(counts)])
     rows = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
     return ObjectBatch(batch.points[rows], offsets)
+
+
+def classify_objects(batch: ObjectBatch, status: np.ndarray | None, k: int, vocab: EmbeddedVocabulary,
+                     logits_of) -> Predictions:
+    """Predictions of k labels per object: only OK objects with points reach `logits_of(sub_batch)`
+    ((N, V) logits over vocab); the others keep their status with index -1, score NaN."""
+    n = len(batch)
+    counts = batch.counts
+    out_status = (np.full(n, ObjectStatus.OK, dtype=np.int64) if status is None
+                  else np.array(status, dtype=np.int64).reshape(-1))
+    if len(out_status) != n:
+        raise ValueError(f'status has {len(out_status)} entries for {n} objects')
+    out_status[(out_status == ObjectStatus.OK) & (counts == 0)] = ObjectStatus.NO_POINTS
+    indices = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), np.nan, dtype=np.float32)
+    run = out_status == ObjectStatus.OK
+    if run.any():
+        with torch.inference_mode():
+            logits = logits_of(batch if run.all() else select_objects(batch, run))
+            indices[run], scores[run] = top_k_probabilities(logits, k)
+    return Predictions(indices, scores, counts.copy(), out_status, vocab.labels, vocab.version)
+
+
+def top_k_probabilities(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, V) logits -> the k most probable (indices int64, softmax probabilities float32)."""
+    top = torch.softmax(logits.float(), dim=-1).topk(k, dim=-1)
+    return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
