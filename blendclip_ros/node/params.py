@@ -76,10 +76,14 @@ class NodeParams:
     cloud_topic: str = 'lidar/points'
     boxes_topic: str = 'detections'
     detections_topic: str = 'detections_3d'
+    autoware_topic: str = 'detected_objects'
+    vision_labels_topic: str = 'blendclip/detections_3d'
     labels_topic: str = 'blendclip/objects'
     markers_topic: str = 'blendclip/markers'
     vocabulary_topic: str = 'blendclip/vocabulary'
     subscribe_vision_msgs: bool = True
+    subscribe_autoware_msgs: bool = True
+    publish_vision_msgs: bool = False
     publish_markers: bool = True
     diagnostics_period: float = 1.0
     latency_window: int = 2000
@@ -154,10 +158,18 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec('boxes_topic', CONFIGURE, 'blendclip/DetectedBoxArray input.'),
     ParamSpec('detections_topic', CONFIGURE, 'vision_msgs/Detection3DArray input (only when vision_msgs '
               'is installed and subscribe_vision_msgs is true).'),
+    ParamSpec('autoware_topic', CONFIGURE, 'autoware_perception_msgs/DetectedObjects input (only when '
+              'autoware_perception_msgs is installed and subscribe_autoware_msgs is true).'),
     ParamSpec('labels_topic', CONFIGURE, 'blendclip/LabelledObjectArray output.'),
     ParamSpec('markers_topic', CONFIGURE, 'visualization_msgs/MarkerArray output for RViz.'),
     ParamSpec('vocabulary_topic', CONFIGURE, 'blendclip/Vocabulary output (transient local).'),
+    ParamSpec('vision_labels_topic', CONFIGURE, 'vision_msgs/Detection3DArray output of the labels (only '
+              'when vision_msgs is installed and publish_vision_msgs is true).'),
     ParamSpec('subscribe_vision_msgs', CONFIGURE, 'Also accept vision_msgs/Detection3DArray boxes.'),
+    ParamSpec('subscribe_autoware_msgs', CONFIGURE, 'Also accept autoware_perception_msgs/DetectedObjects '
+              'boxes.'),
+    ParamSpec('publish_vision_msgs', CONFIGURE, 'Also publish the labels as vision_msgs/Detection3DArray '
+              '(class text and score in each hypothesis; built only while someone subscribes).'),
     ParamSpec('publish_markers', CONFIGURE, 'Publish RViz markers (built only while someone subscribes).'),
     ParamSpec('diagnostics_period', CONFIGURE, 'Seconds between /diagnostics messages.',
               float_range=(0.05, 60.0)),
