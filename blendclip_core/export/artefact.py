@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from blendclip_core.atomic import atomic_write, atomic_write_bytes, dumps, sha256_bytes, sha256_file
-from blendclip_core.checkpoint import HASH_KEY, ModelCard
+from blendclip_core.checkpoint import HASH_KEY, CheckpointError, ModelCard, card_with_normalization
 
 FORMAT = 'blendclip-export/1'
 MANIFEST = 'manifest.json'
@@ -111,7 +111,10 @@ def read_manifest(root: str | Path) -> Artefact:
         raise ArtefactError(f'{path}: content differs from its hash ({HASH_KEY}): edited or corrupted')
     for name, entry in manifest['files'].items():
         _check_file(root / name, entry)
-    card = ModelCard.from_dict(manifest['card'])
+    try:  # an artefact exported before cards recorded their input normalisation is refused, named
+        card = card_with_normalization(manifest['card'], path)
+    except CheckpointError as e:
+        raise ArtefactError(f'{e}; export it again from a checkpoint whose card records it') from e
     if card_digest(card) != manifest['card_sha256']:
         raise ArtefactError(f'{path}: the model card differs from the one the artefact was exported with')
     art = Artefact(root, manifest, card)

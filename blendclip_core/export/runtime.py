@@ -124,6 +124,9 @@ def load_exported(path: str | Path, labels: Sequence[str] | None = None, *, devi
     unknown = sorted(set(labels) - set(art.labels))
     if unknown:
         raise ArtefactError(f'{art.root}: no class embeddings for {unknown}; its vocabulary is {art.labels}')
+    card = art.card  # its input normalisation is applied by the classifier's embed, as for a checkpoint
     return ZeroShotClassifier(encoder, space, labels, art.templates, device=str(encoder.device), top_k=top_k,
-                              logit_scale=art.card.logit_scale, model_name=art.card.name,
-                              precision=art.card.inference_precision)
+                              logit_scale=card.logit_scale, model_name=card.name,
+                              precision=card.inference_precision,
+                              input_normalization=card.input_normalization, input_cap=card.cap,
+                              input_max_points=card.max_points)

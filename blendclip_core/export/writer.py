@@ -34,18 +34,20 @@ INPUT_SHAPES = {'patches': ['P', 'G', 'C'], 'centres': ['P', 3], 'order': ['T'],
 
 def export_artefact(checkpoint: str | Path | None, fmt: str, out: str | Path,
                     labels: Sequence[str] | None = None, templates: Sequence[str] | None = None,
-                    device: str = 'cpu', opset: int = OPSET) -> Path:
+                    device: str = 'cpu', opset: int = OPSET, input_normalization: str | None = None) -> Path:
     """Write `out`/ (manifest.json, vocabulary.npz, encoder.pt2 or encoder.onnx); returns the folder.
 
     checkpoint None: the shipped default. labels / templates None: the driving vocabulary and the card's
     templates. device: where an AOTInductor package runs (cpu or cuda); ONNX is device-neutral.
+    input_normalization: for a card that does not record it (load_checkpoint's); the manifest's card
+    records it, and load_exported applies it as the checkpoint's classifier does.
     """
     if fmt not in FORMATS:
         raise ArtefactError(f'unknown export format {fmt!r}; choose one of {FORMATS}')
     path = Path(checkpoint) if checkpoint else default_checkpoint_path()
     if path is None:
         raise ArtefactError('no checkpoint given and no packaged default model found')
-    encoder, card = load_checkpoint(path, map_location='cpu')
+    encoder, card = load_checkpoint(path, map_location='cpu', input_normalization=input_normalization)
     space = text_space_for_checkpoint(path, card.text_space)
     templates = list(templates or card.prompt_templates or DEFAULT_TEMPLATES)
     classifier = ZeroShotClassifier(encoder, space, list(labels or DRIVING), templates, device='cpu',
