@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--min-visibility', type=int, default=4, help='visibility level needed for a crop (1-4)')
     p.add_argument('--min-crop-px', type=int, default=50, help='minimum crop width and height')
     p.add_argument('--min-points', type=int, default=1, help='boxes with fewer points are skipped')
-    p.add_argument('--captioner', default='template', help="'template' or 'vlm:/path/to/model_dir'")
+    p.add_argument('--captioner', default='template',
+                   help="'template', 'vlm:/path/to/model_dir', 'module:factory' (your own: the factory returns "
+                        "a callable from a list of CaptionInput to a list of captions) or a name registered in "
+                        "the 'blendclip.captioners' entry-point group")
     p.add_argument('--workers', type=int, default=1, help='processes (scenes run in parallel)')
     p.add_argument('--shard', type=_shard, default=(0, 1), metavar='i/n',
                    help='mine only scenes i, i+n, i+2n, ... of the sorted scene list (0 <= i < n)')
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     keys = ('num_samples', 'scenes', 'classes', 'skipped', 'sweeps_skipped', 'images')
     summary = {k: index[k] for k in keys}
+    if failed is not None:  # counted and named here; their scenes are not done, a rerun retries them
+        summary['failed_scenes'] = failed.reasons or {s: '' for s in failed.scenes}
     print(json.dumps(summary, indent=1))
     print(f'index: {args.out}/index.json, report: {args.out}/report/summary.md')
     if failed is not None:

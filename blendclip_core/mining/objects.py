@@ -17,7 +17,7 @@ import numpy as np
 
 from blendclip_core.data.triplet import REAL, Triplet
 from blendclip_core.datasets.frame import Annotation, Camera, Frame
-from blendclip_core.mining.captioners import CaptionInput
+from blendclip_core.mining.captioners import CaptionInput, caption_batch
 from blendclip_core.mining.categories import coarse_label
 from blendclip_core.mining.sweeps import POINT_CHANNELS, crop_sweeps, frame_sweeps
 
@@ -36,7 +36,7 @@ class MineConfig:
     min_crop_px: int = 50  # image crop only when at least this wide and tall
     min_points: int = 1  # boxes with fewer points (all sweeps) are skipped and counted
     jpeg_quality: int = 90  # of the stored crops
-    captioner: str = 'template'  # 'template' or 'vlm:/path/to/model_dir'
+    captioner: str = 'template'  # 'template', 'vlm:/path/to/model_dir', 'module:factory' or a plugin name
 
     def __post_init__(self) -> None:
         if self.sweeps < 1:
@@ -145,7 +145,7 @@ def mine_frame(frame: Frame, config: MineConfig, captioner, split: str = '') -> 
         kept.append((ann, rotation, pts, image, info))
         inputs.append(CaptionInput(ann.category, tuple(ann.attributes), tuple(float(x) for x in ann.size_lwh),
                                    image))
-    captions = captioner(inputs) if inputs else []
+    captions = caption_batch(captioner, inputs) if inputs else []
     triplets = []
     for (ann, rotation, pts, image, info), caption in zip(kept, captions):
         label_coarse = coarse_label(ann.category, config.dataset)

@@ -42,7 +42,7 @@ from blendclip_core.data.shards import (
 from blendclip_core.datasets import get_format
 from blendclip_core.datasets.devkit import scene_samples
 from blendclip_core.datasets.frame import CorruptInputError
-from blendclip_core.mining.captioners import check_captioner, create_captioner
+from blendclip_core.mining.captioners import CaptionFailure, check_captioner, create_captioner
 from blendclip_core.mining.objects import MineConfig, mine_frame
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,10 @@ class MiningError(RuntimeError):
 class ScenesFailedError(MiningError):
     """Some scenes failed (logged with tracebacks); the others are written and indexed, a rerun retries."""
 
-    def __init__(self, scenes: list[str], index: dict):
-        super().__init__(f'{len(scenes)} scene(s) failed and were not written: {", ".join(scenes[:10])}; '
+    def __init__(self, scenes: list[str], index: dict, reasons: dict[str, str] | None = None):
+        self.reasons = reasons or {}  # scene -> what failed it (exception type and message)
+        named = [f'{s} ({self.reasons[s]})' if s in self.reasons else s for s in scenes[:10]]
+        super().__init__(f'{len(scenes)} scene(s) failed and were not written: {"; ".join(named)}; '
                          f'the other scenes are in the index; rerun to retry')
         self.scenes, self.index = scenes, index
 
@@ -182,6 +184,8 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
                 logger.warning('sample %s skipped (%d boxes): %s', sample_token, n, exc)
                 skips[exc.reason] += n
                 continue
+            except CaptionFailure:  # the captioner, not the data: the scene stays undone, a rerun retries
+                raise
             except Exception as exc:  # a broken record must not end a run of days: count it, say where
                 n = len(db.get('sample', sample_token)['anns'])
                 logger.exception('sample %s skipped (%d boxes) after an unexpected error', sample_token, n)
@@ -309,14 +313,14 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     logger.info('%d scenes selected, %d already done, %d to mine', len(scenes), len(scenes) - len(pending),
                 len(pending))
     bar = tqdm(total=len(pending), desc='scenes', unit='scene', disable=not progress)
-    failed = []
+    failed: dict[str, str] = {}  # scene -> why; such a scene gets no marker, so a rerun retries it
     if cfg.workers <= 1 or len(pending) <= 1:
         for name, token in pending:
             try:
                 mine_scene(cfg, name, token)
-            except Exception:  # the scene gets no marker, so a rerun retries it
+            except Exception as exc:
                 logger.exception('scene %s failed', name)
-                failed.append(name)
+                failed[name] = f'{type(exc).__name__}: {exc}'
             bar.update()
     else:
         ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else None
@@ -326,9 +330,9 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
             for fut in as_completed(futures):
                 try:
                     fut.result()
-                except Exception:
+                except Exception as exc:
                     logger.exception('scene %s failed', futures[fut])
-                    failed.append(futures[fut])
+                    failed[futures[fut]] = f'{type(exc).__name__}: {exc}'
                 bar.update()
     bar.close()
     markers = load_markers(out)
@@ -340,5 +344,5 @@ def run_mining(cfg: RunConfig, progress: bool = True) -> dict:
     if index['num_samples']:
         write_examples(out, pick_examples(out))
     if failed:
-        raise ScenesFailedError(sorted(failed), index)
+        raise ScenesFailedError(sorted(failed), index, failed)
     return index
