@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--min-crop-px', type=int, default=50, help='minimum crop width and height')
     p.add_argument('--min-points', type=int, default=1, help='boxes with fewer points are skipped')
     p.add_argument('--captioner', default='template',
-                   help="'template', 'vlm:/path/to/model_dir', 'module:factory' (your own: the factory returns "
-                        "a callable from a list of CaptionInput to a list of captions) or a name registered in "
-                        "the 'blendclip.captioners' entry-point group")
+                   help="'template', 'vlm:/path/to/model_dir', 'module:factory' (your own: the factory "
+                        "returns a callable from a list of CaptionInput to a list of captions) or a name "
+                        "registered in the 'blendclip.captioners' entry-point group")
     p.add_argument('--workers', type=int, default=1, help='processes (scenes run in parallel)')
     p.add_argument('--shard', type=_shard, default=(0, 1), metavar='i/n',
                    help='mine only scenes i, i+n, i+2n, ... of the sorted scene list (0 <= i < n)')

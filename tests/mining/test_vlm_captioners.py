@@ -26,7 +26,12 @@ CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{
 def write_tiny_gemma3(path) -> None:
     """A random 2-layer Gemma-3 (vision tower, projector, chat template) saved as a model directory."""
     import torch
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
     from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
 
     vocab = {w: i for i, w in enumerate(SPECIAL + list('abcdefghijklmnopqrstuvwxyz\u2581\n'))}
@@ -36,8 +41,8 @@ def write_tiny_gemma3(path) -> None:
                                 tokenizer=tokenizer, image_seq_length=4, chat_template=CHAT)
     config = Gemma3Config(
         text_config={'vocab_size': len(vocab), 'hidden_size': 32, 'intermediate_size': 64,
-                     'num_hidden_layers': 2, 'num_attention_heads': 2, 'num_key_value_heads': 1, 'head_dim': 16,
-                     'sliding_window': 16, 'max_position_embeddings': 256},
+                     'num_hidden_layers': 2, 'num_attention_heads': 2, 'num_key_value_heads': 1,
+                     'head_dim': 16, 'sliding_window': 16, 'max_position_embeddings': 256},
         vision_config={'hidden_size': 32, 'intermediate_size': 64, 'num_hidden_layers': 1,
                        'num_attention_heads': 2, 'image_size': 32, 'patch_size': 8},
         mm_tokens_per_image=4, boi_token_index=5, eoi_token_index=6, image_token_index=7)
@@ -77,7 +82,7 @@ def _plugin(tmp_path, monkeypatch, name: str, body: str) -> str:
     return f'{name}:make'
 
 
-PLUGIN = '''
+PLUGIN = """
 import os
 
 def make():
@@ -88,7 +93,7 @@ def make():
             return ['one caption'][:len(objects) - 1]
         return [f'plugged {o.category}' for o in objects]
     return caption
-'''
+"""
 
 
 @pytest.mark.parametrize('mode, message', [('raise', 'ValueError: out of GPU memory'),
