@@ -22,6 +22,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from blendclip_core.geometry import quaternion_to_matrix
+from blendclip_core.normalization import NORMALIZATIONS
 from blendclip_core.pipeline import PipelineConfig
 from blendclip_core.vocabulary import (
     DEFAULT_TEMPLATES,
@@ -32,6 +33,7 @@ from blendclip_core.vocabulary import (
 )
 
 READ_ONLY = 'read-only'
+MODEL_FORMATS = ('auto', 'checkpoint', 'aoti', 'onnx')  # export.FORMATS and our checkpoint files
 CONFIGURE = 'configure-time'
 DYNAMIC = 'dynamic'
 
@@ -56,6 +58,8 @@ class NodeParams:
 
     autostart: bool = False
     checkpoint: str = ''
+    model_format: str = 'auto'
+    input_normalization: str = ''
     text_space: str = ''
     device: str = 'auto'
     cpu_threads: int = 0
@@ -112,11 +116,19 @@ class ParamSpec:
     description: str
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
+    choices: tuple[str, ...] | None = None
 
 
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec('autostart', READ_ONLY, 'Configure and activate on start-up (no lifecycle manager).'),
-    ParamSpec('checkpoint', READ_ONLY, "Point-encoder checkpoint file; '' = the packaged default model."),
+    ParamSpec('checkpoint', READ_ONLY, "Point-encoder checkpoint file, or the folder of a blendclip-export "
+              "artefact; '' = the packaged default model."),
+    ParamSpec('model_format', READ_ONLY, "What `checkpoint` is: 'checkpoint' (a .pt file), 'aoti' or 'onnx' "
+              "(an exported folder, labelling with its own vocabulary only), or 'auto' (read from the path); "
+              'a named format the path does not hold fails configure.', choices=MODEL_FORMATS),
+    ParamSpec('input_normalization', READ_ONLY, "The encoder's input normalisation: '' = the model card's; "
+              "'metric' or 'unit_sphere' to load a checkpoint whose card does not record it.",
+              choices=('', *NORMALIZATIONS)),
     ParamSpec('text_space', READ_ONLY, "Text space spec, e.g. 'openclip:ViT-B-16:/path/weights.safetensors' "
               "or 'minilm'; '' = the one named in the checkpoint's model card."),
     ParamSpec('device', READ_ONLY, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
@@ -248,6 +260,8 @@ def validate(params: NodeParams) -> str | None:
         rng = spec.float_range or spec.int_range
         if rng is not None and not (rng[0] <= value <= rng[1]):
             return f'{spec.name}={value} is outside [{rng[0]}, {rng[1]}]'
+        if spec.choices is not None and value not in spec.choices:
+            return f'{spec.name}={value!r} is not one of {spec.choices}'
     try:
         parse_static_transforms(params.static_transforms)
     except ValueError as exc:
