@@ -218,6 +218,10 @@ class BlendClipNode(LifecycleNode):
         decision = param_policy.review([(p.name, p.value) for p in parameters],
                                        self.state_label != 'unconfigured', current.vocabulary,
                                        current.prompt_templates)
+        if decision.accepted and self.model is not None and 'vocabulary' in decision.updates:
+            reason = self.model.vocabulary_reason(decision.updates['vocabulary'])  # an exported model's own
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         if decision.accepted and decision.updates and self.params is not None:  # else read at configure
             self.params = dataclasses.replace(self.params, **decision.updates)
             self.settings = frame.FrameSettings.from_params(self.params)

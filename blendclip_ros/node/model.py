@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,20 @@ from .params import NodeParams
 
 
 class LoadedModel:
-    """Encoder + text space + vocabulary embeddings, as the node uses them (worker thread only)."""
+    """Encoder + text space + vocabulary embeddings, as the node uses them (worker thread only).
 
-    def __init__(self, classifier: Any, name: str, device: str, text_space: str) -> None:
+    own_labels: an exported model's vocabulary (None for a checkpoint, which embeds any label): a new
+    vocabulary must be among them, and keeps the artefact's prompt templates.
+    """
+
+    def __init__(self, classifier: Any, name: str, device: str, text_space: str,
+                 model_format: str = 'checkpoint', own_labels: tuple[str, ...] | None = None) -> None:
         self.classifier = classifier
         self.name = name
         self.device = device
         self.text_space = text_space
+        self.model_format = model_format
+        self.own_labels = own_labels
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -38,9 +46,21 @@ class LoadedModel:
     def set_vocabulary(self, labels, templates) -> None:
         self.classifier.set_vocabulary(list(labels), list(templates))
 
+    def vocabulary_reason(self, labels: Sequence[str]) -> str | None:
+        """Why this model cannot label with `labels` (an exported model lacks their embeddings), or None."""
+        if self.own_labels is None:
+            return None
+        try:
+            exported_labels(self.name, self.own_labels, labels)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def build_vocabulary(self, labels, templates) -> Any:
         """The slow half of a vocabulary change (text embeddings, on the CPU), safe to run on another
         thread while frames are labelled: nothing the worker uses is touched."""
+        if self.own_labels is not None:  # an exported model: its own labels and templates only
+            labels, templates = exported_labels(self.name, self.own_labels, labels), self.templates
         return self.classifier.build_vocabulary(list(labels), list(templates), device='cpu')
 
     def use_vocabulary(self, vocab: Any) -> None:
@@ -49,33 +69,92 @@ class LoadedModel:
         self.classifier.use_vocabulary(vocab)
 
     def describe(self) -> str:
-        return f'model {self.name!r} on {self.device}, text space {self.text_space!r}'
+        return f'{self.model_format} model {self.name!r} on {self.device}, text space {self.text_space!r}'
 
     def release(self) -> None:
         self.classifier = None
 
 
 def load_model(params: NodeParams) -> LoadedModel:
-    """Checkpoint + text space + vocabulary embeddings on the chosen device (raises with a reason)."""
-    if params.checkpoint and not Path(params.checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f'checkpoint not found: {params.checkpoint}')
-    from blendclip_core.checkpoint import default_checkpoint_path
-    from blendclip_core.classifier import ZeroShotClassifier
-
+    """The model `checkpoint` names, through the loader of its format, on the chosen device (raises with a
+    reason naming the file)."""
     if params.cpu_threads:
         import torch
 
         torch.set_num_threads(params.cpu_threads)
-    path = Path(params.checkpoint).expanduser() if params.checkpoint else default_checkpoint_path()
-    if not path:
-        raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
-    classifier = ZeroShotClassifier.from_checkpoint(
-        path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
-        text_space=params.text_space or None, top_k=params.top_k)
-    channels = int(getattr(classifier.encoder, 'in_channels', 3))
+    path = model_path(params.checkpoint)
+    fmt = model_format(path, params.model_format)
+    classifier, own_labels = LOADERS[fmt](path, params)
+    channels = int(classifier.encoder.config.in_channels)
     if channels != 3:
         raise ValueError(f'{path}: the encoder takes {channels} input channels; the node feeds xyz only')
-    return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec)
+    return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec,
+                       fmt, own_labels)
+
+
+def model_path(checkpoint: str) -> Path:
+    """The `checkpoint` parameter as a path ('' = the packaged default); FileNotFoundError if absent."""
+    from blendclip_core.checkpoint import default_checkpoint_path
+
+    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint_path()
+    if not path:
+        raise FileNotFoundError('no checkpoint given and no packaged default model found; set `checkpoint`')
+    if not path.exists():
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    return path
+
+
+def model_format(path: Path, asked: str) -> str:
+    """What `path` holds ('checkpoint' for a file, an export folder's own format), checked against `asked`
+    ('auto' takes what it holds)."""
+    if path.is_dir():
+        from blendclip_core.export import read_manifest
+
+        found = read_manifest(path).kind  # ArtefactError naming the file when damaged
+    else:
+        found = 'checkpoint'
+    if asked not in ('auto', found):
+        hint = '' if path.is_dir() else ' (an exported model is the folder blendclip-export wrote)'
+        raise ValueError(f'model_format is {asked!r} but {path} holds a {found} model{hint}')
+    return found
+
+
+def _load_checkpoint(path: Path, params: NodeParams) -> tuple[Any, None]:
+    """A checkpoint: any vocabulary, embedded in the card's (or the `text_space` parameter's) text space."""
+    from blendclip_core.classifier import ZeroShotClassifier
+
+    return ZeroShotClassifier.from_checkpoint(
+        path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
+        text_space=params.text_space or None, top_k=params.top_k,
+        input_normalization=params.input_normalization or None), None
+
+
+def _load_exported(path: Path, params: NodeParams) -> tuple[Any, tuple[str, ...]]:
+    """An exported artefact: its card and its class embeddings (the vocabulary must be among its labels;
+    the artefact's templates are the ones its embeddings were made with), and its labels."""
+    from blendclip_core.export import ArtefactError, load_exported
+
+    classifier = load_exported(path, device=None if params.device == 'auto' else params.device,
+                               top_k=params.top_k)
+    if params.input_normalization not in ('', classifier.input_normalization):
+        raise ArtefactError(f'{path}: input_normalization={params.input_normalization!r}, but the '
+                            f"artefact's card records {classifier.input_normalization!r}; leave it empty")
+    own = classifier.labels
+    classifier.set_vocabulary(exported_labels(path, own, params.vocabulary))
+    return classifier, own
+
+
+def exported_labels(path: Path | str, available: tuple[str, ...], labels: Sequence[str]) -> list[str]:
+    """`labels`, if the artefact holds class embeddings for all of them; else a ValueError saying why."""
+    missing = [label for label in labels if label not in available]
+    if missing:
+        raise ValueError(f'{path}: an exported model labels only with its own vocabulary; it has no class '
+                         f'embeddings for {missing} (it holds {list(available)}): choose among those, or '
+                         f'export again with --vocabulary')
+    return list(labels)
+
+
+LOADERS = {'checkpoint': _load_checkpoint, 'aoti': _load_exported, 'onnx': _load_exported}
 
 
 def freeze_long_lived() -> None:
