@@ -75,12 +75,14 @@ def write_caption_cache(space, path: Path) -> Path:
 
 def build(out: Path, space, plans: list[SetPlan], cache_path: Path | None = None,
           class_file: Path | None = None, workers: int = 1) -> dict:
-    from blendclip_core.synthetic import shapes
+    from blendclip_core.synthetic import lidar, shapes
     from blendclip_core.text_space import TextEmbeddingCache
 
     out.mkdir(parents=True, exist_ok=True)
     embed_texts = dataset.text_embedder(space)
-    manifest = {'text_space': space.spec, 'weights_id': space.weights_id, 'sets': {}}
+    manifest = {'text_space': space.spec, 'weights_id': space.weights_id, 'sets': {},
+                'sensor_mix': dict(lidar.DEFAULT_LIDAR.sensor_mix),  # the LiDARs the 'real' sets simulate
+                'variants': {s.name: [v.name for v in s.variants] for s in shapes.CLASSES}}
     for plan in plans:
         t0 = time.perf_counter()
         gen = dataset.embed(dataset.generate(plan.config, progress=True, workers=workers), embed_texts)

@@ -209,8 +209,8 @@ DEFAULT_LIDAR = LidarConfig()
 
 def fixed_sensor(cfg: LidarConfig) -> SensorModel:
     """The single sensor described by cfg's own beam fields (used when cfg.sensor_mix is empty)."""
-    return SensorModel('HDL-32E' if cfg.elevations_deg == HDL32_ELEVATIONS_DEG else 'custom',
-                       tuple(cfg.elevations_deg), cfg.azimuth_step_deg, cfg.range_noise, cfg.max_range)
+    return SensorModel('configured', tuple(cfg.elevations_deg), cfg.azimuth_step_deg, cfg.range_noise,
+                       cfg.max_range)
 
 
 def draw_sensor(cfg: LidarConfig, rng: np.random.Generator) -> tuple[SensorModel, float]:

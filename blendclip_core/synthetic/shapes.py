@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import trimesh
@@ -141,20 +142,22 @@ def _refuse_body(rng, x0, xc, w, h):
             P.taper(x0, x0 + 0.8, -w / 2, w / 2, 0.6, h, top_x=(x0 + 0.5, x0 + 0.8))]
 
 
-# Truck bodies: cargo builder (rng, rear x, cab rear x, w, h) and the cab's height cap (metres).
-_TRUCK_BODIES: dict[str, tuple[Callable, float]] = {
-    'box truck': (_box_cargo, 2.9), 'pickup truck': (_pickup_bed, 9.0), 'dump truck': (_dump_body, 2.9),
-    'flatbed truck': (_flatbed, 2.9), 'cement mixer truck': (_mixer_drum, 2.9),
-    'semi-tractor': (_fifth_wheel, 9.0), 'garbage truck': (_refuse_body, 2.9),
+# Truck bodies: cargo builder (rng, rear x, cab rear x, w, h), the cab's height as a fraction of h and
+# its cap in metres (a tractor's roof fairing, not its cab, reaches the top of the box).
+_TRUCK_BODIES: dict[str, tuple[Callable, float, float]] = {
+    'box truck': (_box_cargo, 1.0, 2.9), 'pickup truck': (_pickup_bed, 1.0, 9.0),
+    'dump truck': (_dump_body, 1.0, 2.9), 'flatbed truck': (_flatbed, 1.0, 2.9),
+    'cement mixer truck': (_mixer_drum, 1.0, 2.9), 'semi-tractor': (_fifth_wheel, 0.75, 9.0),
+    'garbage truck': (_refuse_body, 1.0, 2.9),
 }
 
 
 def build_truck(rng, ln, w, h, variant):
-    cargo, cab_cap = _TRUCK_BODIES[variant]
+    cargo, cab_fraction, cab_cap = _TRUCK_BODIES[variant]
     r = float(np.clip(0.15 * h, 0.38, 0.55))
     x0, x1 = -ln / 2, ln / 2
     cab_len = float(np.clip(rng.uniform(0.22, 0.3) * ln, 1.6, 2.6))
-    cab_h = min(h, cab_cap) * (0.75 if variant == 'semi-tractor' else 1.0)
+    cab_h = min(cab_fraction * h, cab_cap)
     cab = P.taper(x1 - cab_len, x1, -w / 2, w / 2, 0.4, cab_h, top_x=(x1 - cab_len, x1 - 0.3))
     chassis = P.box(x0, x1 - cab_len, -0.35 * w, 0.35 * w, 0.5, 0.9)
     axles = [x1 - cab_len + r + 0.1, x0 + 0.2 * ln] + ([x0 + 0.2 * ln + 2.3 * r] if ln > 8 else [])
@@ -188,25 +191,44 @@ def _bus_shell(x0, x1, w, h, front_slope=0.25):
                    top_y=(-w / 2 + 0.15, w / 2 - 0.15))
 
 
+def _bus_axles(x0, x1):
+    return [x1 - 2.5, x0 + 2.8]
+
+
+def _single_deck(x0, x1, w, h, ln):
+    return [_bus_shell(x0, x1, w, h)], _bus_axles(x0, x1)
+
+
+def _articulated(x0, x1, w, h, ln):
+    mid = x0 + 0.4 * ln
+    return [P.taper(mid + 0.4, x1, -w / 2, w / 2, 0.3, h, top_x=(mid + 0.4, x1 - 0.25)),
+            P.taper(x0, mid - 0.4, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, mid - 0.4)),
+            P.box(mid - 0.4, mid + 0.4, -0.4 * w, 0.4 * w, 0.5, h - 0.2)], [*_bus_axles(x0, x1), mid + 2.0]
+
+
+def _school_bus(x0, x1, w, h, ln):  # a hooded front
+    hood = P.taper(x1 - 1.6, x1, -0.4 * w, 0.4 * w, 0.4, 0.45 * h, top_x=(x1 - 1.6, x1 - 0.2))
+    return [_bus_shell(x0, x1 - 1.6, w, h, 0.1), hood], _bus_axles(x0, x1)
+
+
+def _double_decker(x0, x1, w, h, ln):  # upper deck set back a little: a step in the roof line
+    return [_bus_shell(x0, x1, w, 0.55 * h, 0.05), _bus_shell(x0, x1 - 0.3, w, h, 0.3)], _bus_axles(x0, x1)
+
+
+def _minibus(x0, x1, w, h, ln):  # a short bonnet, axles near the ends
+    return [_bus_shell(x0, x1, w, h, 0.9)], [x1 - 0.25 * ln, x0 + 0.25 * ln]
+
+
+# Bus bodies: (x0, x1, w, h, l) -> (parts, axle x positions); wheel radius 0.5 m, minibus 0.38 m.
+_BUS_BODIES: dict[str, Callable] = {
+    'city bus': _single_deck, 'coach bus': _single_deck, 'articulated bus': _articulated,
+    'school bus': _school_bus, 'double-decker bus': _double_decker, 'minibus': _minibus,
+}
+
+
 def build_bus(rng, ln, w, h, variant):
-    r = 0.5 if variant != 'minibus' else 0.38
-    x0, x1 = -ln / 2, ln / 2
-    axles = [x1 - 2.5, x0 + 2.8]
-    if variant == 'articulated bus':
-        mid = x0 + 0.4 * ln
-        parts = [P.taper(mid + 0.4, x1, -w / 2, w / 2, 0.3, h, top_x=(mid + 0.4, x1 - 0.25)),
-                 P.taper(x0, mid - 0.4, -w / 2, w / 2, 0.3, h, top_x=(x0 + 0.1, mid - 0.4)),
-                 P.box(mid - 0.4, mid + 0.4, -0.4 * w, 0.4 * w, 0.5, h - 0.2)]
-        axles.append(mid + 2.0)
-    elif variant == 'school bus':  # a hooded front
-        parts = [_bus_shell(x0, x1 - 1.6, w, h, 0.1), P.taper(x1 - 1.6, x1, -0.4 * w, 0.4 * w, 0.4, 0.45 * h,
-                                                              top_x=(x1 - 1.6, x1 - 0.2))]
-    elif variant == 'double-decker bus':  # upper deck set back a little, a step in the roof line
-        parts = [_bus_shell(x0, x1, w, 0.55 * h, 0.05), _bus_shell(x0, x1 - 0.3, w, h, 0.3)]
-    else:  # city, coach, minibus: one shell, minibus with a short bonnet
-        parts = [_bus_shell(x0, x1, w, h, 0.25 if variant != 'minibus' else 0.9)]
-        axles = [x1 - 0.25 * ln, x0 + 0.25 * ln] if variant == 'minibus' else axles
-    return P.combine([*parts, *_wheels(ln, w, r, axles, 0.3)])
+    parts, axles = _BUS_BODIES[variant](-ln / 2, ln / 2, w, h, ln)
+    return P.combine([*parts, *_wheels(ln, w, 0.38 if variant == 'minibus' else 0.5, axles, 0.3)])
 
 
 def _excavator(rng, x0, x1, w, h, ln):
@@ -303,11 +325,49 @@ def _riding(rng, x_seat, z_seat, x_hands, z_hands, h, feet_x):
                   float(rng.uniform(0, 2 * np.pi)))
 
 
+class _Cycle(NamedTuple):
+    """Where a drawn bicycle's parts are (metres, box frame): what riders and loads attach to."""
+
+    crank_x: float
+    front_x: float  # front axle
+    wheel_r: float
+    width: float
+    seat_z: float
+    bar_z: float
+    height: float  # of the box
+
+
+def _no_load(rng, c: _Cycle) -> list:
+    return []
+
+
+def _cyclist(rng, c: _Cycle) -> list:
+    return _riding(rng, c.crank_x - 0.12, c.seat_z + 0.05, c.front_x - 0.12, c.bar_z, c.height,
+                   c.crank_x + 0.05)
+
+
+def _basket(rng, c: _Cycle) -> list:
+    return [P.box(c.front_x - 0.3, c.front_x + 0.05, -0.17, 0.17, c.bar_z - 0.3, c.bar_z)]
+
+
+def _cargo_box(rng, c: _Cycle) -> list:  # between the rider and the front wheel
+    return [P.box(c.crank_x + 0.25, c.front_x - c.wheel_r - 0.05, -c.width / 2 + 0.05, c.width / 2 - 0.05,
+                  0.25, 0.75)]
+
+
+# Bicycle sub-types: (what rides or is carried, tube radius in metres or 0 for a drawn one).
+_BICYCLES: dict[str, tuple[Callable, float]] = {
+    'bicycle': (_no_load, 0.0), 'bicycle with rider': (_cyclist, 0.0), 'mountain bike': (_no_load, 0.035),
+    'bicycle with a basket': (_basket, 0.0), 'cargo bicycle': (_cargo_box, 0.0),
+}
+
+
 def build_bicycle(rng, ln, w, h, variant):
+    load, tube = _BICYCLES[variant]
+    tube = tube or float(rng.uniform(0.018, 0.026))
     r = float(np.clip(0.2 * min(ln, 1.8), 0.28, 0.36))
-    tube = 0.035 if variant == 'mountain bike' else float(rng.uniform(0.018, 0.026))
     x0, x1 = -ln / 2 + r, ln / 2 - r
-    seat_z, bar_z = min(0.95, 0.75 * h if variant != 'bicycle with rider' else 0.95), min(1.05, h)
+    seat_z, bar_z = min(0.95, 0.75 * h if load is not _cyclist else 0.95), min(1.05, h)
     crank = [x0 + 0.5 * min(x1 - x0, 1.05), 0, r]
     parts = [P.ring([x0, 0, r], r - 0.02, tube), P.ring([x1, 0, r], r - 0.02, tube),
              P.rod([x0, 0, r], crank, 0.02), P.rod(crank, [crank[0] - 0.1, 0, seat_z], 0.02),
@@ -315,13 +375,7 @@ def build_bicycle(rng, ln, w, h, variant):
              P.rod([x1, 0, r], [x1 - 0.12, 0, bar_z], 0.02),
              P.rod([x1 - 0.12, -w / 2 + 0.03, bar_z], [x1 - 0.12, w / 2 - 0.03, bar_z], 0.02),
              P.box(crank[0] - 0.2, crank[0], -0.08, 0.08, seat_z, seat_z + 0.05)]
-    if variant == 'bicycle with rider':
-        parts += _riding(rng, crank[0] - 0.12, seat_z + 0.05, x1 - 0.12, bar_z, h, crank[0] + 0.05)
-    elif variant == 'bicycle with a basket':
-        parts.append(P.box(x1 - 0.3, x1 + 0.05, -0.17, 0.17, bar_z - 0.3, bar_z))
-    elif variant == 'cargo bicycle':  # a box between the rider and the front wheel
-        parts.append(P.box(crank[0] + 0.25, x1 - r - 0.05, -w / 2 + 0.05, w / 2 - 0.05, 0.25, 0.75))
-    return P.combine(parts)
+    return P.combine(parts + load(rng, _Cycle(crank[0], x1, r, w, seat_z, bar_z, h)))
 
 
 def _motorcycle_frame(r, x0, x1, w, bar_z):
@@ -367,42 +421,73 @@ def build_motorcycle(rng, ln, w, h, variant):
     return P.combine(parts)
 
 
-def _walker(rng, h: float, stride: float, lean: float):
-    """Legs, torso and head of a person of height h in a walking pose; arms are the accessories' job."""
-    hip, shoulder = 0.52 * h, 0.81 * h
-    tw, td = 0.2 * (h / 1.75) + 0.02, 0.12 * (h / 1.75)
-    return [P.rod([0, -0.09, hip], [stride, -0.1, 0.05], 0.065),
-            P.rod([0, 0.09, hip], [-stride, 0.1, 0.05], 0.065),
-            P.ellipsoid([lean / 2, 0, (hip + shoulder) / 2 + 0.02], [td, tw, (shoulder - hip) / 2 + 0.06]),
-            P.ellipsoid([lean + 0.01, 0, h - 0.11], [0.1, 0.085, 0.11])], hip, shoulder, tw, td
+class _Body(NamedTuple):
+    """Where a drawn person's parts are (metres, box frame): what accessories attach to."""
+
+    hip: float
+    shoulder: float
+    half_width: float  # torso
+    half_depth: float
+    lean: float  # forward shift of the head and shoulders
+    swing: float  # forward reach of the swinging hand
+    top: float  # top of the head
 
 
-def _arm(lean, y, shoulder, hand):
-    return P.rod([lean, y, shoulder - 0.03], hand, 0.045)
+def _walker(rng, h: float, stride: float, lean: float, swing: float):
+    """Legs, torso and head of a person of height h in a walking pose; arms come with the accessories."""
+    body = _Body(0.52 * h, 0.81 * h, 0.2 * (h / 1.75) + 0.02, 0.12 * (h / 1.75), lean, swing, h)
+    return [P.rod([0, -0.09, body.hip], [stride, -0.1, 0.05], 0.065),
+            P.rod([0, 0.09, body.hip], [-stride, 0.1, 0.05], 0.065),
+            P.ellipsoid([lean / 2, 0, (body.hip + body.shoulder) / 2 + 0.02],
+                        [body.half_depth, body.half_width, (body.shoulder - body.hip) / 2 + 0.06]),
+            P.ellipsoid([lean + 0.01, 0, h - 0.11], [0.1, 0.085, 0.11])], body
+
+
+def _hand_free(b: _Body, h: float):
+    return [], [b.swing, b.half_width + 0.06, b.hip - 0.05]
+
+
+def _backpack(b: _Body, h: float):
+    return ([P.box(-b.half_depth - 0.18, -b.half_depth + 0.02, -0.15, 0.15, b.hip + 0.1, b.shoulder)],
+            _hand_free(b, h)[1])
+
+
+def _bag(b: _Body, h: float):
+    return ([P.box(-0.15, 0.15, b.half_width + 0.06, b.half_width + 0.18, b.hip - 0.45, b.hip - 0.05)],
+            [0.0, b.half_width + 0.1, b.hip - 0.1])
+
+
+def _phone(b: _Body, h: float):  # forearm up to the ear
+    hand = [b.lean + 0.12, b.half_width - 0.02, b.shoulder - 0.25]
+    return [P.rod(hand, [b.lean + 0.04, 0.1, b.top - 0.12], 0.04)], hand
+
+
+def _umbrella(b: _Body, h: float):  # the canopy is the top of the box
+    hand = [0.25, b.half_width - 0.02, b.hip + 0.2]
+    canopy = P.ellipsoid([0.2, 0.05, h - 0.12], [0.5, 0.5, 0.12])
+    return [P.rod(hand, [0.2, 0.05, h - 0.1], 0.015), canopy], hand
+
+
+# Pedestrian sub-types: (what the person carries: (body, box height) -> (parts, right hand), height of the
+# person below the top of the box, metres).
+_PEDESTRIANS: dict[str, tuple[Callable, float]] = {
+    'walking pedestrian': (_hand_free, 0.0), 'standing pedestrian': (_hand_free, 0.0),
+    'child': (_hand_free, 0.0),
+    'pedestrian with a backpack': (_backpack, 0.0), 'pedestrian carrying a bag': (_bag, 0.0),
+    'pedestrian on a phone': (_phone, 0.0), 'pedestrian with an umbrella': (_umbrella, 0.3),
+}
 
 
 def build_pedestrian(rng, ln, w, h, variant):
-    umbrella = variant == 'pedestrian with an umbrella'
-    body_h = h - 0.3 if umbrella else h  # the canopy is the top of the box
+    accessory, above_head = _PEDESTRIANS[variant]
     stride = 0.0 if variant == 'standing pedestrian' else float(rng.uniform(0.1, 0.35))
-    swing, lean = float(rng.uniform(0.3, 0.9)) * stride, float(rng.uniform(-0.03, 0.08))
-    parts, hip, shoulder, tw, td = _walker(rng, body_h, stride, lean)
-    left = [-swing, -tw - 0.06, hip - 0.05]
-    right = [swing, tw + 0.06, hip - 0.05]
-    if variant == 'pedestrian with a backpack':
-        parts.append(P.box(-td - 0.18, -td + 0.02, -0.15, 0.15, hip + 0.1, shoulder))
-    elif variant == 'pedestrian carrying a bag':
-        right = [0.0, tw + 0.1, hip - 0.1]
-        parts.append(P.box(-0.15, 0.15, tw + 0.06, tw + 0.18, hip - 0.45, hip - 0.05))
-    elif variant == 'pedestrian on a phone':  # forearm up to the ear
-        right = [lean + 0.12, tw - 0.02, shoulder - 0.25]
-        parts.append(P.rod(right, [lean + 0.04, 0.1, body_h - 0.12], 0.04))
-    elif umbrella:
-        right = [0.25, tw - 0.02, hip + 0.2]
-        parts += [P.rod(right, [0.2, 0.05, h - 0.1], 0.015),
-                  P.ellipsoid([0.2, 0.05, h - 0.12], [0.5, 0.5, 0.12])]
-    parts += [_arm(lean, -tw - 0.03, shoulder, left), _arm(lean, tw + 0.03, shoulder, right)]
-    return P.combine(parts)
+    parts, body = _walker(rng, h - above_head, stride, float(rng.uniform(-0.03, 0.08)),
+                          float(rng.uniform(0.3, 0.9)) * stride)
+    extra, right = accessory(body, h)
+    left = [-body.swing, -body.half_width - 0.06, body.hip - 0.05]
+    arms = [P.rod([body.lean, s * (body.half_width + 0.03), body.shoulder - 0.03], hand, 0.045)
+            for s, hand in ((-1, left), (1, right))]
+    return P.combine([*parts, *extra, *arms])
 
 
 def build_cone(rng, ln, w, h, variant):
