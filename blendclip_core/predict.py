@@ -30,7 +30,8 @@ class LabelledObjects(NamedTuple):
 def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Tensor,
             vocabulary: Sequence[str] | None = None, checkpoint: str | Path | None = None, *,
             lengths: Sequence[int] | np.ndarray | torch.Tensor | None = None, device: str = 'auto',
-            centre: bool = True) -> LabelledObjects:
+            centre: bool = True, classifier: str = 'points', text_space: str | None = None,
+            ) -> LabelledObjects:
     """Best label and score per object.
 
     points: a list of (N_i, 3) arrays or tensors (N_i >= 1), or a padded (B, N, 3) batch with
@@ -39,13 +40,16 @@ def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Ten
     checkpoint: a checkpoint file, an exported artefact folder, or None for the shipped default model.
     device: 'auto' (GPU when present), 'cpu', 'cuda'; an artefact runs where it was exported for
         (AOTInductor) or on the CPU (ONNX) unless a device is named.
+    classifier: 'points' (the model), 'depth_views' (OpenCLIP on depth renders, no checkpoint) or
+        'both' (their mean logits); text_space: an OpenCLIP spec for the depth views (see
+        blendclip_core.depth_views.load_classifier).
     """
     batch = objects_batch(points, lengths, centre)
-    classifier, default = _classifier(str(checkpoint or ''), device)
+    model, default = _classifier(str(checkpoint or ''), device, classifier, text_space or '')
     labels = tuple(vocabulary) if vocabulary is not None else default
-    if labels != classifier.labels:
-        classifier.set_vocabulary(list(labels))
-    pred = classifier.classify(batch, top_k=1)
+    if labels != model.labels:
+        model.set_vocabulary(list(labels))
+    pred = model.classify(batch, top_k=1)
     return LabelledObjects([pred.label(i) for i in range(len(pred))], pred.scores[:, 0].copy())
 
 
@@ -79,9 +83,15 @@ def _numpy(x: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _classifier(model: str, device: str) -> tuple[ZeroShotClassifier, tuple[str, ...]]:
-    """One classifier per (model, device), loaded on first use, and its default labels."""
-    if model and Path(model).is_dir():
+def _classifier(model: str, device: str, kind: str = 'points',
+                text_space: str = '') -> tuple[ZeroShotClassifier, tuple[str, ...]]:
+    """One classifier per (model, device, kind, text space), loaded on first use, and its default labels."""
+    if kind != 'points' or text_space:
+        from blendclip_core.depth_views import load_classifier
+
+        classifier = load_classifier(model or None, classifier=kind, device=device,
+                                     text_space=text_space or None, top_k=1)
+    elif model and Path(model).is_dir():
         from blendclip_core.export import load_exported
 
         classifier = load_exported(model, device=None if device == 'auto' else device, top_k=1)
