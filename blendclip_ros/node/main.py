@@ -29,6 +29,7 @@ def run(argv: list[str] | None = None) -> int:
     from rclpy.exceptions import ParameterException
 
     from blendclip_ros.node.lifecycle_node import BlendClipNode
+    from blendclip_ros.node.overrides import report_undeclared
 
     try:
         node = BlendClipNode()
@@ -37,6 +38,8 @@ def run(argv: list[str] | None = None) -> int:
         logging.getLogger('blendclip_node').error('invalid parameters: %s', exc)
         rclpy.try_shutdown()
         return EXIT_BAD_PARAMETERS
+    for line in report_undeclared(node, args):  # a misspelt name would otherwise be ignored silently
+        node.get_logger().warning(line)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
