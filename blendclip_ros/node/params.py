@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from blendclip_core.depth_views import CLASSIFIERS
 from blendclip_core.geometry import quaternion_to_matrix
 from blendclip_core.normalization import NORMALIZATIONS
 from blendclip_core.pipeline import PipelineConfig
@@ -61,6 +62,7 @@ class NodeParams:
     model_format: str = 'auto'
     input_normalization: str = ''
     text_space: str = ''
+    classifier: str = 'points'
     device: str = 'auto'
     cpu_threads: int = 0
     realtime_priority: int = 0
@@ -131,6 +133,10 @@ SPECS: tuple[ParamSpec, ...] = (
               choices=('', *NORMALIZATIONS)),
     ParamSpec('text_space', READ_ONLY, "Text space spec, e.g. 'openclip:ViT-B-16:/path/weights.safetensors' "
               "or 'minilm'; '' = the one named in the checkpoint's model card."),
+    ParamSpec('classifier', READ_ONLY, "'points' (the point encoder), 'depth_views' (CLIP2Point: OpenCLIP's "
+              "image tower on depth renders, no point encoder; the OpenCLIP model is `text_space` if it "
+              "names one, else the card's, else ViT-B-16 DataComp) or 'both' (mean of both paths' logits).",
+              choices=CLASSIFIERS),
     ParamSpec('device', READ_ONLY, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
     ParamSpec('cpu_threads', READ_ONLY, 'torch CPU threads (0 = torch default). On a small CPU, 1 keeps a '
               'core free for the executor; oversubscribed threads are much slower.', int_range=(0, 256)),
