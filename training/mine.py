@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'template', 'vlm:/path/to/model_dir', 'module:factory' (your own: the factory "
                         "returns a callable from a list of CaptionInput to a list of captions) or a name "
                         "registered in the 'blendclip.captioners' entry-point group")
+    p.add_argument('--proxy', default='', metavar='DETECTOR',
+                   help="proxy triplets from 2D detections, annotations ignored: 'given:boxes.json', "
+                        "'hf:/path/to/owlv2_or_grounding_dino' or 'module:factory' (docs/mining.md)")
+    p.add_argument('--proxy-vocabulary', default='car,truck,bus,trailer,construction vehicle,pedestrian,'
+                   'motorcycle,bicycle,traffic cone,barrier', help='comma-separated texts for the detector')
+    p.add_argument('--proxy-min-score', type=float, default=0.3, help='detections below are not lifted')
     p.add_argument('--workers', type=int, default=1, help='processes (scenes run in parallel)')
     p.add_argument('--shard', type=_shard, default=(0, 1), metavar='i/n',
                    help='mine only scenes i, i+n, i+2n, ... of the sorted scene list (0 <= i < n)')
@@ -61,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mine = MineConfig(dataset=args.dataset, sweeps=args.sweeps, motion_comp=not args.no_motion_comp,
                           margin=args.margin, min_visibility=args.min_visibility,
-                          min_crop_px=args.min_crop_px, min_points=args.min_points, captioner=args.captioner)
+                          min_crop_px=args.min_crop_px, min_points=args.min_points, captioner=args.captioner,
+                          proxy=args.proxy, proxy_vocabulary=args.proxy_vocabulary if args.proxy else '',
+                          proxy_min_score=args.proxy_min_score)
         cfg = RunConfig(dataroot=args.dataroot, version=args.version, split=args.split, out=args.out,
                         mine=mine, workers=args.workers, shard_index=args.shard[0], shard_count=args.shard[1],
                         max_shard_bytes=int(args.max_shard_mb * (1 << 20)))

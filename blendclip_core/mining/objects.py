@@ -37,6 +37,9 @@ class MineConfig:
     min_points: int = 1  # boxes with fewer points (all sweeps) are skipped and counted
     jpeg_quality: int = 90  # of the stored crops
     captioner: str = 'template'  # 'template', 'vlm:/path/to/model_dir', 'module:factory' or a plugin name
+    proxy: str = ''  # detector spec: mine proxy triplets from 2D detections, annotations unread (proxy.py)
+    proxy_vocabulary: str = ''  # comma-separated texts the detector looks for
+    proxy_min_score: float = 0.3  # detections below are not lifted
 
     def __post_init__(self) -> None:
         if self.sweeps < 1:

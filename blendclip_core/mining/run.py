@@ -178,7 +178,7 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
         for sample_token in scene_samples(db, scene_token):
             try:
                 frame = frame_of(db, sample_token, cfg.mine, scene_name)
-                triplets, frame_skips = mine_frame(frame, cfg.mine, captioner, cfg.split)
+                triplets, frame_skips = _mine(frame, cfg, captioner)
             except CorruptInputError as exc:
                 n = len(db.get('sample', sample_token)['anns'])
                 logger.warning('sample %s skipped (%d boxes): %s', sample_token, n, exc)
@@ -207,6 +207,20 @@ def mine_scene(cfg: RunConfig, scene_name: str, scene_token: str) -> dict:
     (out / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / PROGRESS_DIR / f'{stem}.json', marker)
     return marker
+
+
+def _mine(frame, cfg: RunConfig, captioner):
+    """Annotated boxes, or with `proxy` the lifted 2D detections (one detector per process)."""
+    if not cfg.mine.proxy:
+        return mine_frame(frame, cfg.mine, captioner, cfg.split)
+    from blendclip_core.mining.proxy import create_detector
+    from blendclip_core.mining.proxy_triplets import mine_proxy_frame
+
+    key = ('detector', cfg.mine.proxy, cfg.mine.proxy_vocabulary)
+    if key not in _STATE:
+        vocabulary = [v.strip() for v in cfg.mine.proxy_vocabulary.split(',') if v.strip()]
+        _STATE[key] = create_detector(cfg.mine.proxy, vocabulary)
+    return mine_proxy_frame(frame, cfg.mine, _STATE[key], captioner, cfg.split)
 
 
 def _remove_scene_outputs(out: Path, stem: str) -> None:

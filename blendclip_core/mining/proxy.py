@@ -1,0 +1,149 @@
+"""Proxy triplets from unlabelled scans (CLIP2): 2D open-vocabulary detections lifted into the LiDAR.
+
+A `Detector2D` finds objects in a frame's camera images (an OWL-ViT / OWLv2 / Grounding DINO model
+directory the user has, boxes given in a JSON file, or the user's own `module:factory`). Each detection's
+frustum cuts the frame's aggregated sweeps (ego-motion compensated by the reader); the ground is removed
+with a per-cell height map of the whole scan; the points are clustered and the cluster nearest the camera
+among the substantial ones is the object; a bird's-eye rectangle fitted to it (with z from its extent)
+is the proxy box. Score, point-count and size filters drop what is implausible, and boxes found in two
+cameras are merged (bird's-eye NMS). Annotations of the dataset are never read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blendclip_core.datasets.frame import Camera, Frame
+
+logger = logging.getLogger(__name__)
+
+
+class DetectorError(RuntimeError):
+    """A detector that cannot be built (unknown spec, missing file or model directory)."""
+
+
+@dataclass(frozen=True)
+class Detection2D:
+    box: tuple[float, float, float, float]  # u0, v0, u1, v1 in pixels of the camera image
+    label: str  # the vocabulary text the detector matched
+    score: float  # detector confidence in [0, 1]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """How detections are lifted; recorded with the mining settings."""
+
+    min_score: float = 0.3  # detections below are ignored
+    inset: float = 0.1  # fraction of the 2D box cut from each side (box edges bleed into the background)
+    max_depth: float = 80.0  # metres along the camera axis
+    ground_cell: float = 2.0  # metres, cell of the ground height map
+    ground_clearance: float = 0.25  # points less than this above the local ground are ground
+    cluster_radius: float = 0.6  # metres, points closer than this are one object
+    min_cluster_fraction: float = 0.25  # of the largest cluster, for a nearer cluster to be the object
+    min_points: int = 5  # proxies with fewer points (all sweeps) are dropped
+    max_size: tuple[float, float, float] = (20.0, 5.0, 5.0)  # length, width, height limits in metres
+    nms_iou: float = 0.3  # bird's-eye IoU above which two proxies (two cameras) are one object
+
+
+@dataclass(frozen=True)
+class ProxyBox:
+    center: np.ndarray  # (3,) in the frame's reference
+    size_lwh: np.ndarray  # (3,)
+    yaw: float  # heading of the length axis about z
+    detection: Detection2D
+    camera: str
+    num_points: int
+
+    @property
+    def rotation(self) -> np.ndarray:
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+class GivenBoxes:
+    """A detector that returns boxes it was given: {(frame token, camera channel): [Detection2D]}.
+    Lifting is measured with it (ground-truth 2D boxes) without any detector weights."""
+
+    name = 'given'
+
+    def __init__(self, boxes: Mapping[tuple[str, str], Sequence[Detection2D]]):
+        self.boxes = {k: list(v) for k, v in boxes.items()}
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> GivenBoxes:
+        """{sample token: {channel: [{box: [u0, v0, u1, v1], label, score}]}}"""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DetectorError(f'given boxes {path}: {exc}') from exc
+        return cls({(token, chan): [Detection2D(tuple(map(float, d['box'])), str(d['label']),
+                                                float(d.get('score', 1.0))) for d in dets]
+                    for token, cams in data.items() for chan, dets in cams.items()})
+
+    def __call__(self, frame: Frame, camera: Camera) -> list[Detection2D]:
+        return self.boxes.get((frame.token, camera.channel), [])
+
+
+class TransformersDetector:
+    """An open-vocabulary detector from a local transformers model directory (OWL-ViT, OWLv2, Grounding
+    DINO: AutoModelForZeroShotObjectDetection), queried with the vocabulary."""
+
+    name = 'transformers'
+
+    def __init__(self, model_dir: str, vocabulary: Sequence[str], threshold: float = 0.1):
+        self.model_dir, self.vocabulary, self.threshold = model_dir, list(vocabulary), threshold
+        self.processor = self.model = None
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        self.processor = AutoProcessor.from_pretrained(self.model_dir, local_files_only=True)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = model.to(device).eval()
+
+    def __call__(self, frame: Frame, camera: Camera) -> list[Detection2D]:
+        import torch
+        from PIL import Image
+
+        if self.model is None:
+            self._load()
+        with Image.open(camera.path) as im:
+            image = im.convert('RGB')
+        inputs = self.processor(text=[self.vocabulary], images=image, return_tensors='pt')
+        inputs = inputs.to(self.model.device)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        result = self.processor.post_process_grounded_object_detection(
+            outputs, threshold=self.threshold, target_sizes=[image.size[::-1]],
+            text_labels=[self.vocabulary])[0]
+        labels = result.get('text_labels', result['labels'])
+        return [Detection2D(tuple(float(x) for x in box), str(label), float(score))
+                for box, label, score in zip(result['boxes'].tolist(), labels, result['scores'].tolist())]
+
+
+def create_detector(spec: str, vocabulary: Sequence[str] = ()):
+    """'given:/path/boxes.json', 'hf:/path/to/model_dir' (OWL-ViT, OWLv2, Grounding DINO) or
+    'module:factory' (called with the vocabulary, returns a callable (frame, camera) -> [Detection2D])."""
+    kind, _, rest = spec.partition(':')
+    if kind == 'given':
+        return GivenBoxes.from_json(rest)
+    if kind == 'hf':
+        if not Path(rest).is_dir():
+            raise DetectorError(f'detector model directory {rest} does not exist')
+        return TransformersDetector(rest, vocabulary)
+    if rest and kind.replace('.', '_').isidentifier() and rest.isidentifier():
+        try:
+            return getattr(importlib.import_module(kind), rest)(list(vocabulary))
+        except (ImportError, AttributeError) as exc:
+            raise DetectorError(f'detector {spec!r}: {exc}') from exc
+    raise DetectorError(f"unknown detector {spec!r}; use 'given:boxes.json', 'hf:/model_dir' or "
+                        f"'module:factory'")
