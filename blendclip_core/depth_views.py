@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,15 @@ IMAGES_PER_CALL = 256  # views through the image tower at once (bounds activatio
 DEFAULT_RENDER = DepthRenderConfig()
 
 
+@dataclass(frozen=True)
+class DepthViewInputs:
+    """What the depth-view encoder takes, in the fields the pipeline reads from a point encoder's config."""
+
+    in_channels: int = 3  # xyz; columns after xyz are ignored
+    box_size_input: bool = False  # no box l/w/h channels
+    max_points: int = 8192  # per object, a uniform subset above it (the splats hardly change)
+
+
 class DepthViewEncoder(torch.nn.Module):
     """Packed objects -> (B, D) mean of their views' CLIP image embeddings (the classifier's encoder).
 
@@ -52,7 +62,8 @@ class DepthViewEncoder(torch.nn.Module):
     read from it.
     """
 
-    in_channels = 3  # xyz; extra channels are ignored
+    config = DepthViewInputs()
+    in_channels = config.in_channels
 
     def __init__(self, visual: torch.nn.Module, render: DepthRenderConfig = DEFAULT_RENDER) -> None:
         super().__init__()
@@ -102,7 +113,7 @@ class DepthViewClassifier(ZeroShotClassifier):
         super().__init__(DepthViewEncoder(model.visual, render), space, labels, templates or DEPTH_TEMPLATES,
                          device=device, top_k=top_k, logit_scale=scale, cache_dir=cache_dir,
                          model_name=f'depth-views:{space.spec}', precision=precision,
-                         input_normalization='metric', input_cap='uniform', input_max_points=8192)
+                         input_normalization='metric', input_cap='uniform')
 
 
 class CombinedClassifier:
@@ -152,13 +163,14 @@ class CombinedClassifier:
 def load_classifier(checkpoint: str | Path | None = None, labels: Sequence[str] | None = None,
                     templates: Sequence[str] | None = None, *, classifier: str = 'points',
                     device: str = 'auto', text_space: str | None = None, top_k: int = 5,
-                    cache_dir: str | Path | None = None):
+                    cache_dir: str | Path | None = None, input_normalization: str | None = None):
     """The classifier kind asked for: 'points' (the checkpoint's encoder), 'depth_views' (no
     checkpoint: OpenCLIP on depth views) or 'both' (their mean logits).
 
     text_space: the point path's space (None: the checkpoint card's). The depth path's model is the
     first OpenCLIP spec of text_space and the card's (a model trained into CLIP's space shares it), else
-    DEFAULT_DEPTH_SPACE. templates None or empty: each path's default.
+    DEFAULT_DEPTH_SPACE. templates None or empty: each path's default. input_normalization: as
+    ZeroShotClassifier.from_checkpoint.
     """
     if classifier not in CLASSIFIERS:
         raise ClassifierError(f'classifier must be one of {CLASSIFIERS}, got {classifier!r}')
@@ -166,7 +178,8 @@ def load_classifier(checkpoint: str | Path | None = None, labels: Sequence[str] 
     points = depth = None
     if classifier != 'depth_views':
         points = ZeroShotClassifier.from_checkpoint(checkpoint, labels, templates, device=device,
-                                                    text_space=text_space, top_k=top_k, cache_dir=cache_dir)
+                                                    text_space=text_space, top_k=top_k, cache_dir=cache_dir,
+                                                    input_normalization=input_normalization)
     if classifier != 'points':
         named = [text_space or '', points.text_space_spec if points is not None else '']
         spec = next((s for s in named if s.startswith('openclip:')), DEFAULT_DEPTH_SPACE)

@@ -120,12 +120,13 @@ def model_format(path: Path, asked: str) -> str:
 
 
 def _load_checkpoint(path: Path, params: NodeParams) -> tuple[Any, None]:
-    """A checkpoint: any vocabulary, embedded in the card's (or the `text_space` parameter's) text space."""
-    from blendclip_core.classifier import ZeroShotClassifier
+    """A checkpoint: any vocabulary, embedded in the card's (or the `text_space` parameter's) text space;
+    the `classifier` parameter picks the point encoder, the depth views or both."""
+    from blendclip_core.depth_views import load_classifier
 
-    return ZeroShotClassifier.from_checkpoint(
-        path, list(params.vocabulary), list(params.prompt_templates), device=params.device,
-        text_space=params.text_space or None, top_k=params.top_k,
+    return load_classifier(
+        path, list(params.vocabulary), list(params.prompt_templates), classifier=params.classifier,
+        device=params.device, text_space=params.text_space or None, top_k=params.top_k,
         input_normalization=params.input_normalization or None), None
 
 
@@ -134,6 +135,8 @@ def _load_exported(path: Path, params: NodeParams) -> tuple[Any, tuple[str, ...]
     the artefact's templates are the ones its embeddings were made with), and its labels."""
     from blendclip_core.export import ArtefactError, load_exported
 
+    if params.classifier != 'points':
+        raise ArtefactError(f'{path}: classifier={params.classifier!r} needs a checkpoint, not an export')
     classifier = load_exported(path, device=None if params.device == 'auto' else params.device,
                                top_k=params.top_k)
     if params.input_normalization not in ('', classifier.input_normalization):
