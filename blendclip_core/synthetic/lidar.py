@@ -2,17 +2,18 @@
 
 Produces the sparse 'real-like' domain: the object stands on a ground plane at a random range and
 heading; each scan draws its sensor from a seeded mix of real beam layouts (VLP-16, HDL-32E of nuScenes,
-VLP-32C of Argoverse 2, HDL-64E of KITTI, a 128-beam unit) and a mounting height (1.5-2.1 m). Rays on that
-sensor's beam/azimuth grid are cast exactly against the mesh triangles (vectorised Moeller-Trumbore, so
-self-occlusion is exact: a ray stops at the first surface, the far side is never seen), then range
-noise, per-object dropout (dark paint, glass, grazing angles), partial occlusion by something in between,
-truncation by a front-camera field of view (KITTI's camera-cropped cloud) and annotation noise of the box
-are applied. The result is a sensor-frame cloud plus the annotated box, which is then cropped exactly as a
-real sweep is (blendclip_core.preprocess).
+VLP-32C, the two VLP-32C of Argoverse 2, HDL-64E of KITTI, a 128-beam unit) and a mounting height
+(1.5-2.1 m). Rays on that sensor's beam/azimuth grid are cast exactly against the mesh triangles
+(vectorised Moeller-Trumbore, so self-occlusion is exact: a ray stops at the first surface, the far side
+is never seen), then range noise, per-object dropout (dark paint, glass, grazing angles), partial
+occlusion by something in between, truncation by a front-camera field of view (KITTI's camera-cropped
+cloud) and annotation noise of the box are applied. The result is a sensor-frame cloud plus the
+annotated box, which is then cropped exactly as a real sweep is (blendclip_core.preprocess).
 
-Calibrated against the real sweep in data/nuscenes_sample (see tests/demo/test_synthetic.py and
-docs/model_card.md): e.g. pedestrians at 13-18 m give about 5-15 points, a car at 20 m about 50 with the
-HDL-32E; a VLP-16 sees about half of that, a 128-beam unit about four times as much.
+Calibrated against real sweeps (tests/demo/test_synthetic.py, tests/synthetic/test_sensors.py): with the
+HDL-32E, pedestrians at 13-18 m give about 5-15 points and a car at 20 m about 50, as in the nuScenes
+sample; with the VLP-32C pair a car at 20 m gives about 400 and a pedestrian at 15 m about 60, as in the
+Argoverse 2 sample. A VLP-16 sees about as many points as the HDL-32E (fewer beams, more firings per turn).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ HDL32_ELEVATIONS_DEG = tuple(float(e) for e in np.linspace(-30.67, 10.67, 32))
 VLP32C_ELEVATIONS_DEG = (-25.0, -15.639, -11.31, -8.843, -7.254, -6.148, -5.333, -4.667, -4.0, -3.667,
                          -3.333, -3.0, -2.667, -2.333, -2.0, -1.667, -1.333, -1.0, -0.667, -0.333, 0.0,
                          0.333, 0.667, 1.0, 1.333, 1.667, 2.333, 3.333, 4.667, 7.0, 10.333, 15.0)
+# Argoverse 2 sweeps merge two roof VLP-32C, one mounted upside down (rings measured on the AV2 sample's
+# road: radii of both layouts): 64 beams from -25 to +25 deg, modelled from one origin, the flipped
+# unit's beams offset by half the 0.33 deg spacing so that no two rings coincide.
+VLP32C_PAIR_ELEVATIONS_DEG = tuple(sorted(VLP32C_ELEVATIONS_DEG + tuple(round(0.167 - e, 3)
+                                                                        for e in VLP32C_ELEVATIONS_DEG)))
 # KITTI (Velodyne HDL-64E): an upper block of 32 beams from +2 to -8.33 deg (1/3 deg apart) and a lower
 # block from -8.83 to -24.33 deg (1/2 deg apart); about 2083 firings per turn at 10 Hz.
 HDL64_ELEVATIONS_DEG = tuple(float(e) for e in np.concatenate([np.linspace(-24.33, -8.83, 32),
@@ -59,13 +65,15 @@ class SensorModel:
 SENSORS: dict[str, SensorModel] = {s.name: s for s in (
     SensorModel('VLP-16', _uniform_beams(-15.0, 15.0, 16), 0.2, 0.03, 100.0),  # robots, low-cost rigs
     SensorModel('HDL-32E', HDL32_ELEVATIONS_DEG, 360.0 / 1084, 0.02, 100.0),  # nuScenes
-    SensorModel('VLP-32C', VLP32C_ELEVATIONS_DEG, 0.2, 0.03, 200.0),  # Argoverse 2
+    SensorModel('VLP-32C', VLP32C_ELEVATIONS_DEG, 0.2, 0.03, 200.0),  # one unit: shuttles, robots
+    SensorModel('VLP-32C x2', VLP32C_PAIR_ELEVATIONS_DEG, 0.2, 0.03, 200.0),  # Argoverse 2
     SensorModel('HDL-64E', HDL64_ELEVATIONS_DEG, 360.0 / 2083, 0.02, 120.0),  # KITTI
     SensorModel('128-beam', _uniform_beams(-25.0, 15.0, 128), 0.2, 0.03, 200.0),  # VLS-128-like
 )}
 # (sensor name, relative weight): each scan's sensor is drawn from this mix (the seeded distribution).
 DEFAULT_SENSOR_MIX: tuple[tuple[str, float], ...] = (
-    ('VLP-16', 1.0), ('HDL-32E', 2.0), ('VLP-32C', 2.0), ('HDL-64E', 1.5), ('128-beam', 1.0))
+    ('VLP-16', 1.0), ('HDL-32E', 2.0), ('VLP-32C', 1.0), ('VLP-32C x2', 1.5), ('HDL-64E', 1.5),
+    ('128-beam', 1.0))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """A picture of what the generator makes: each class as dense surface samples, a second sub-type, and
-the first object as four of the simulated LiDARs see it.
+the first object as five of the simulated LiDARs see it.
 
     python -m blendclip_core.synthetic.plot docs/synthetic_examples.png
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from blendclip_core.evaluation.plots import save_figure
 
-SENSOR_ROWS = ('VLP-16', 'HDL-32E', 'HDL-64E', '128-beam')  # sparsest to densest
+SENSOR_ROWS = ('VLP-16', 'HDL-32E', 'VLP-32C x2', 'HDL-64E', '128-beam')  # nuScenes, AV2, KITTI among them
 
 
 def _examples(seed: int) -> list:
@@ -80,7 +80,7 @@ def plot_examples(path: str | Path, seed: int = 0, range_m: float = 15.0) -> Pat
     for r, title in enumerate(rows):
         axes[r, 0].set_ylabel(title, fontsize=7)
     fig.suptitle('Generated driving objects (blendclip_core.synthetic), side views in the box frame; '
-                 'rows 3-6: the first object seen by four simulated LiDARs mounted 1.8 m high '
+                 'rows 3-7: the first object seen by five simulated LiDARs mounted 1.8 m high '
                  '(per-object dropout as in training; no occluder, no field-of-view cut)',
                  fontsize=9, y=0.998)
     return save_figure(fig, path)
