@@ -163,14 +163,15 @@ class CombinedClassifier:
 def load_classifier(checkpoint: str | Path | None = None, labels: Sequence[str] | None = None,
                     templates: Sequence[str] | None = None, *, classifier: str = 'points',
                     device: str = 'auto', text_space: str | None = None, top_k: int = 5,
-                    cache_dir: str | Path | None = None, input_normalization: str | None = None):
+                    cache_dir: str | Path | None = None, input_normalization: str | None = None,
+                    depth_space: str | None = None):
     """The classifier kind asked for: 'points' (the checkpoint's encoder), 'depth_views' (no
     checkpoint: OpenCLIP on depth views) or 'both' (their mean logits).
 
-    text_space: the point path's space (None: the checkpoint card's). The depth path's model is the
-    first OpenCLIP spec of text_space and the card's (a model trained into CLIP's space shares it), else
-    DEFAULT_DEPTH_SPACE. templates None or empty: each path's default. input_normalization: as
-    ZeroShotClassifier.from_checkpoint.
+    text_space: the point path's space (None: the checkpoint card's). depth_space: the depth path's
+    OpenCLIP model; None: the first OpenCLIP spec of text_space and the card's (a model trained into
+    CLIP's space shares it), else DEFAULT_DEPTH_SPACE. templates None or empty: each path's default.
+    input_normalization: as ZeroShotClassifier.from_checkpoint.
     """
     if classifier not in CLASSIFIERS:
         raise ClassifierError(f'classifier must be one of {CLASSIFIERS}, got {classifier!r}')
@@ -181,7 +182,7 @@ def load_classifier(checkpoint: str | Path | None = None, labels: Sequence[str] 
                                                     text_space=text_space, top_k=top_k, cache_dir=cache_dir,
                                                     input_normalization=input_normalization)
     if classifier != 'points':
-        named = [text_space or '', points.text_space_spec if points is not None else '']
+        named = [depth_space or '', text_space or '', points.text_space_spec if points is not None else '']
         spec = next((s for s in named if s.startswith('openclip:')), DEFAULT_DEPTH_SPACE)
         shared = points is not None and points.text_space_spec == spec and hasattr(points.text_space, 'model')
         space = points.text_space if shared else create_text_space(spec, 'cpu')  # one CLIP model in memory

@@ -62,24 +62,27 @@ def _plot(frame, rows: list[LabelRow], path: Path) -> Path:
 
 
 def label_files(source: str | Path, boxes: str | Path | None, out: str | Path, checkpoint: str | None = None,
-                vocabulary: str | None = None, device: str = 'auto') -> list[LabelRow]:
-    """Label every frame of the files; writes out/labels.json and out/<frame>_bev.png."""
-    from blendclip_core.classifier import ZeroShotClassifier
+                vocabulary: str | None = None, device: str = 'auto', classifier: str = 'points',
+                depth_space: str | None = None) -> list[LabelRow]:
+    """Label every frame of the files; writes out/labels.json and out/<frame>_bev.png. classifier and
+    depth_space: as blendclip_core.depth_views.load_classifier (points, depth_views or both)."""
     from blendclip_core.datasets.labelled import read_labelled_frames
+    from blendclip_core.depth_views import load_classifier
     from blendclip_core.pipeline import label_frame
 
     frames = list(read_labelled_frames(source, boxes))  # file errors before the model loads
-    classifier = ZeroShotClassifier.from_checkpoint(checkpoint, vocabulary=parse_vocabulary(vocabulary),
-                                                    device=device)
+    model = load_classifier(checkpoint, parse_vocabulary(vocabulary), classifier=classifier, device=device,
+                            depth_space=depth_space)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, pngs = [], []
     for frame in frames:
-        frame_rows = _rows(frame, label_frame(frame.points, frame.boxes, classifier))
+        frame_rows = _rows(frame, label_frame(frame.points, frame.boxes, model))
         pngs.append(str(_plot(frame, frame_rows, out / f'{frame.token}_bev.png')))
         rows += frame_rows
     (out / 'labels.json').write_text(json.dumps(
-        {'model': checkpoint or 'shipped default', 'vocabulary': list(classifier.labels), 'bev': pngs,
+        {'model': checkpoint or 'shipped default', 'classifier': classifier, 'vocabulary': list(model.labels),
+         'bev': pngs,
          'objects': [asdict(r) for r in rows]}, indent=1) + '\n')
     return rows
 

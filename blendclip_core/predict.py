@@ -30,7 +30,7 @@ class LabelledObjects(NamedTuple):
 def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Tensor,
             vocabulary: Sequence[str] | None = None, checkpoint: str | Path | None = None, *,
             lengths: Sequence[int] | np.ndarray | torch.Tensor | None = None, device: str = 'auto',
-            centre: bool = True, classifier: str = 'points', text_space: str | None = None,
+            centre: bool = True, classifier: str = 'points', depth_space: str | None = None,
             ) -> LabelledObjects:
     """Best label and score per object.
 
@@ -41,11 +41,11 @@ def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Ten
     device: 'auto' (GPU when present), 'cpu', 'cuda'; an artefact runs where it was exported for
         (AOTInductor) or on the CPU (ONNX) unless a device is named.
     classifier: 'points' (the model), 'depth_views' (OpenCLIP on depth renders, no checkpoint) or
-        'both' (their mean logits); text_space: an OpenCLIP spec for the depth views (see
+        'both' (their mean logits); depth_space: the depth views' OpenCLIP spec (None: see
         blendclip_core.depth_views.load_classifier).
     """
     batch = objects_batch(points, lengths, centre)
-    model, default = _classifier(str(checkpoint or ''), device, classifier, text_space or '')
+    model, default = _classifier(str(checkpoint or ''), device, classifier, depth_space or '')
     labels = tuple(vocabulary) if vocabulary is not None else default
     if labels != model.labels:
         model.set_vocabulary(list(labels))
@@ -84,13 +84,13 @@ def _numpy(x: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _classifier(model: str, device: str, kind: str = 'points',
-                text_space: str = '') -> tuple[ZeroShotClassifier, tuple[str, ...]]:
-    """One classifier per (model, device, kind, text space), loaded on first use, and its default labels."""
-    if kind != 'points' or text_space:
+                depth_space: str = '') -> tuple[ZeroShotClassifier, tuple[str, ...]]:
+    """One classifier per (model, device, kind, depth space), loaded on first use, and its labels."""
+    if kind != 'points':
         from blendclip_core.depth_views import load_classifier
 
         classifier = load_classifier(model or None, classifier=kind, device=device,
-                                     text_space=text_space or None, top_k=1)
+                                     depth_space=depth_space or None, top_k=1)
     elif model and Path(model).is_dir():
         from blendclip_core.export import load_exported
 

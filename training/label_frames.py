@@ -18,6 +18,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from blendclip_core.depth_views import CLASSIFIERS
+
     p = argparse.ArgumentParser(prog='blendclip-label-frames', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('points', type=Path, help='points file, or a labelled folder/file alone')
@@ -26,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--vocabulary', help='nuscenes, driving (default), truckscenes, or "label a,label b"')
     p.add_argument('--out', type=Path, default=Path('labelled_frames'), help='folder for JSON and PNGs')
     p.add_argument('--device', default='auto')
+    p.add_argument('--classifier', choices=CLASSIFIERS, default='points',
+                   help='points (the point encoder), depth_views (OpenCLIP on depth renders) or both')
+    p.add_argument('--depth-space', help="the depth views' OpenCLIP model, openclip:<model>:<weights file or "
+                   "tag> (default: ViT-B-16 DataComp)")
     return p
 
 
@@ -33,7 +39,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from blendclip_core.label_frames import format_table, label_files
     try:
-        rows = label_files(args.points, args.boxes, args.out, args.checkpoint, args.vocabulary, args.device)
+        rows = label_files(args.points, args.boxes, args.out, args.checkpoint, args.vocabulary, args.device,
+                           args.classifier, args.depth_space)
     except (OSError, ValueError) as exc:  # unknown, missing or broken files; a bad vocabulary
         print(f'blendclip-label-frames: {exc}', file=sys.stderr)
         return 2

@@ -2,7 +2,9 @@
 the renders by hand-computed pixels, per-view depth normalisation, batching, the view-averaged image
 embeddings, classification of 1..8,192-point objects, the dual path, label_frame and predict."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,5 +171,40 @@ def test_load_classifier_and_predict_select_the_kind(tiny_checkpoint, tiny_clip)
     with pytest.raises(ClassifierError, match='classifier must be one of'):
         load_classifier(tiny_checkpoint, classifier='images')
     objects = [np.random.default_rng(5).normal(size=(n, 3)) for n in (1, 60)]
-    labels, scores = predict(objects, ['car', 'bus'], classifier='depth_views', text_space=spec, device='cpu')
+    labels, scores = predict(objects, ['car', 'bus'], classifier='depth_views', depth_space=spec,
+                             device='cpu')
     assert len(labels) == 2 and set(labels) <= {'car', 'bus'} and ((scores > 0) & (scores <= 1)).all()
+
+
+def test_label_frames_cli_labels_the_real_sample_with_depth_views(tiny_clip, tmp_path, capsys):
+    from training.label_frames import main
+
+    sample = Path(__file__).resolve().parents[2] / 'data' / 'nuscenes_sample'
+    code = main([str(sample), '--vocabulary', 'nuscenes', '--out', str(tmp_path), '--device', 'cpu',
+                 '--classifier', 'depth_views', '--depth-space', f'openclip:{tiny_clip}:none'])
+    assert code == 0, capsys.readouterr().err
+    labels = json.loads((tmp_path / 'labels.json').read_text())
+    assert labels['classifier'] == 'depth_views' and len(labels['objects']) == 69
+    ok = [o for o in labels['objects'] if o['status'] == 'OK']
+    assert len(ok) >= 10 and all(o['label'] in NUSCENES_10 for o in ok)
+
+
+def test_the_nodes_loader_builds_each_kind_from_its_parameter(tiny_checkpoint, tiny_clip, nuscenes_sweep):
+    from blendclip_ros.node.model import load_model
+    from blendclip_ros.node.params import NodeParams
+
+    spec = f'openclip:{tiny_clip}:none'
+    kinds = {}
+    for kind in ('points', 'depth_views', 'both'):
+        params = NodeParams(checkpoint=str(tiny_checkpoint), classifier=kind, text_space=spec, device='cpu',
+                            vocabulary=('car', 'pedestrian', 'barrier'))
+        kinds[kind] = load_model(params)
+    assert type(kinds['points'].classifier) is ZeroShotClassifier
+    assert isinstance(kinds['depth_views'].classifier, DepthViewClassifier)
+    assert isinstance(kinds['both'].classifier, CombinedClassifier)
+    points, boxes, _ = nuscenes_sweep
+    for model in kinds.values():
+        pred = label_frame(points, boxes, model.classifier, PipelineConfig())
+        assert (pred.indices[pred.status == ObjectStatus.OK, 0] >= 0).all()
+        model.set_vocabulary(['car', 'truck'], ['a depth map of a {}.'])
+        assert model.labels == ('car', 'truck') and model.templates == ('a depth map of a {}.',)
