@@ -20,9 +20,12 @@ from blendclip_core.mining.lifting import lift_frame
 from blendclip_core.mining.proxy import ProxyBox, ProxyConfig
 from blendclip_core.mining.sweeps import POINT_CHANNELS, crop_sweeps, frame_sweeps
 
+FIT_SLACK = 0.02  # metres: the fitted box touches its extreme points; float32 points must stay inside
+
 
 def proxy_config(mine) -> ProxyConfig:
-    return replace(ProxyConfig(), min_score=mine.proxy_min_score, min_points=max(mine.min_points, 1))
+    return replace(ProxyConfig(), min_score=mine.proxy_min_score,
+                   min_points=max(mine.min_points, ProxyConfig.min_points))
 
 
 def _crop(frame: Frame, box: ProxyBox, quality: int) -> bytes | None:
@@ -61,8 +64,8 @@ def mine_proxy_frame(frame: Frame, mine, detector, captioner,
     if not boxes:
         return [], skips
     objects = crop_sweeps(stack, np.stack([b.center for b in boxes]), np.stack([b.size_lwh for b in boxes]),
-                          np.stack([b.rotation for b in boxes]), None, mine.margin)
-    kept = [(b, p) for b, p in zip(boxes, objects) if len(p) >= max(mine.min_points, 1)]
+                          np.stack([b.rotation for b in boxes]), None, mine.margin + FIT_SLACK)
+    kept = [(b, p) for b, p in zip(boxes, objects) if len(p) >= proxy_config(mine).min_points]
     skips['too_few_points'] += len(boxes) - len(kept)
     images = [_crop(frame, b, mine.jpeg_quality) for b, _ in kept]
     inputs = [CaptionInput(b.detection.label.replace(' ', '_'), (), tuple(float(s) for s in b.size_lwh), im)
