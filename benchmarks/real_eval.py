@@ -66,14 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--checkpoint', default=None, help='default: the shipped default model')
     p.add_argument('--data-root', type=Path, default=None, help='default: ../shared/data beside the repo')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--classifier', default='points', help='points (default), depth_views (OpenCLIP on depth '
+                   'renders, CLIP2Point) or both (mean logits): blendclip_core.depth_views.load_classifier')
+    p.add_argument('--depth-space', default=None, help="the depth views' OpenCLIP model, "
+                   "openclip:<model>:<weights> (default: ViT-B-16 DataComp)")
     p.add_argument('--out', type=Path, default=OUT)
     args = p.parse_args(argv)
 
-    from blendclip_core.classifier import ZeroShotClassifier
+    from blendclip_core.depth_views import load_classifier
     from blendclip_core.evaluation.plots import plot_confusion_matrix
     from blendclip_core.vocabulary import NUSCENES_10
-    classifier = ZeroShotClassifier.from_checkpoint(args.checkpoint, vocabulary=NUSCENES_10,
-                                                    device=args.device)
+    classifier = load_classifier(args.checkpoint, NUSCENES_10, classifier=args.classifier, device=args.device,
+                                 depth_space=args.depth_space)
     results, details = evaluate(classifier, args.data_root)
     png = args.out.with_name(args.out.stem + '_confusion.png')
     plot_confusion_matrix(details['dev_min5_confusion'], details['class_names'], png,
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                                 f'{100 * results["dev_top1_min5"]:.1f} % ({results["dev_n_min5"]} objects)')
     record = {'device': _device(classifier), 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d'),
               'command': 'python benchmarks/real_eval.py' + ''.join(f' {a}' for a in (argv or sys.argv[1:])),
-              'model': args.checkpoint or 'shipped default', 'vocabulary': list(NUSCENES_10),
+              'model': args.checkpoint or 'shipped default', 'classifier': args.classifier,
+              'model_name': classifier.model_name, 'vocabulary': list(NUSCENES_10),
               'prompt_templates': list(classifier.templates), 'splits': 'blendclip_core.datasets.splits',
               'note': 'majority = always the most frequent class(es) of that same set; an AV2 track in two '
                       'sweeps counts once (the sweep with most points); points = points in the box crop',
