@@ -18,6 +18,7 @@ import numpy as np
 
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus, Predictions
+from blendclip_ros.conversions.autoware import boxes_from_detected_objects
 from blendclip_ros.conversions.boxes import boxes_from_msg, labelled_objects_to_msg
 from blendclip_ros.conversions.cdr import (
     CdrLayoutError,
@@ -87,9 +88,11 @@ class FrameOutcome:
 
 
 def boxes_of(msg: Any) -> Boxes:
-    """Our DetectedBoxArray or a vision_msgs Detection3DArray -> Boxes."""
+    """Our DetectedBoxArray, a vision_msgs Detection3DArray or an Autoware DetectedObjects -> Boxes."""
     if hasattr(msg, 'detections'):
         return boxes_from_detection3d_array(msg)
+    if hasattr(msg, 'objects'):
+        return boxes_from_detected_objects(msg)
     return boxes_from_msg(msg)
 
 

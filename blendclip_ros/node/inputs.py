@@ -24,10 +24,17 @@ from blendclip_ros.conversions.stamps import stamp_to_ns
 from .params import NodeParams
 from .sync import Pair, StampSynchronizer
 
-try:  # vision_msgs is optional (no wheel here); the node then accepts only our box arrays.
+# Optional interface packages (no wheels; `make prefix` builds them from ../shared/upstream). Without one,
+# its input (or output) is off and the node says so once at configure (missing_interfaces).
+try:
+    import vision_msgs.msg as _vision_msgs
     from vision_msgs.msg import Detection3DArray
 except ImportError:  # pragma: no cover - depends on the install
-    Detection3DArray = None
+    _vision_msgs = Detection3DArray = None
+try:
+    from autoware_perception_msgs.msg import DetectedObjects
+except ImportError:  # pragma: no cover - depends on the install
+    DetectedObjects = None
 
 BOXES_IN = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
@@ -60,6 +67,8 @@ class FrameInputs:
                   (DetectedBoxArray, p.boxes_topic, self.boxes_raw, BOXES_IN, True)]
         if Detection3DArray is not None and p.subscribe_vision_msgs:
             inputs.append((Detection3DArray, p.detections_topic, self.boxes, BOXES_IN, False))
+        if DetectedObjects is not None and p.subscribe_autoware_msgs:
+            inputs.append((DetectedObjects, p.autoware_topic, self.boxes, BOXES_IN, False))
         return [(msg_type, topic, self._guarded(callback), qos, raw)
                 for msg_type, topic, callback, qos, raw in inputs]
 
@@ -103,3 +112,20 @@ class FrameInputs:
     def _pair(self, pair: Pair | None) -> None:
         if pair is not None:
             self._submit((pair, time.perf_counter()))
+
+
+def vision_msgs_types() -> Any:
+    """The `vision_msgs.msg` module (for conversions/vision.py's writer), None when not installed."""
+    return _vision_msgs
+
+
+def missing_interfaces(p: NodeParams) -> list[str]:
+    """One line for each optional input or output these parameters ask for whose package is missing."""
+    wanted = ((p.subscribe_vision_msgs, Detection3DArray, 'vision_msgs', 'Detection3DArray input on',
+               p.detections_topic, 'subscribe_vision_msgs'),
+              (p.subscribe_autoware_msgs, DetectedObjects, 'autoware_perception_msgs',
+               'DetectedObjects input on', p.autoware_topic, 'subscribe_autoware_msgs'),
+              (p.publish_vision_msgs, Detection3DArray, 'vision_msgs', 'Detection3DArray output on',
+               p.vision_labels_topic, 'publish_vision_msgs'))
+    return [f'{package} is not installed: the {what} {topic!r} is off (set {switch}:=false to silence this)'
+            for on, msg_type, package, what, topic, switch in wanted if on and msg_type is None]

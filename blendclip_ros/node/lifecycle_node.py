@@ -11,6 +11,7 @@ diagnostics.py keeps counters and latency windows. Bad input is answered or skip
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from typing import Any
@@ -23,11 +24,12 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from visualization_msgs.msg import MarkerArray
 
 from blendclip.msg import LabelledObjectArray, Vocabulary
+from blendclip_ros.conversions.vision import detection3d_array_from_labelled
 
 from . import frame, param_policy
 from . import params as P
 from .diagnostics import NodeStats, WarnThrottle, build_diagnostics, model_values
-from .inputs import FrameInputs
+from .inputs import FrameInputs, missing_interfaces, vision_msgs_types
 from .model import LoadedModel, freeze_long_lived, load_model, release_memory
 from .sync import Pair
 from .vocabulary_updates import VocabularyUpdater, vocabulary_msg
@@ -41,6 +43,12 @@ LATCHED_OUT = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, histor
 
 def _qos_overridable() -> dict[str, Any]:
     return {'qos_overriding_options': QoSOverridingOptions.with_default_policies()}
+
+
+def _own(qos: QoSProfile) -> QoSProfile:
+    """A copy for one entity: rclpy applies `qos_overrides.*` to the profile object it is given, so a
+    shared profile would carry one topic's override to every entity created after it."""
+    return copy.copy(qos)
 
 
 class BlendClipNode(LifecycleNode):
@@ -91,7 +99,13 @@ class BlendClipNode(LifecycleNode):
                 ('labels', LabelledObjectArray, params.labels_topic, RELIABLE_OUT, _qos_overridable()),
                 ('markers', MarkerArray, params.markers_topic, RELIABLE_OUT, _qos_overridable()),
                 ('vocabulary', Vocabulary, params.vocabulary_topic, LATCHED_OUT, {})):
-            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, qos, **options)
+            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, _own(qos), **options)
+        vision = vision_msgs_types()
+        if params.publish_vision_msgs and vision is not None:
+            self._pubs['vision'] = self.create_lifecycle_publisher(
+                vision.Detection3DArray, params.vision_labels_topic, _own(RELIABLE_OUT), **_qos_overridable())
+        for line in missing_interfaces(params):
+            self.get_logger().warning(line)
         freeze_long_lived()
         self.vocabulary.start()
         self._realtime_error = start_scheduled(self.worker, params.realtime_priority, self.get_logger())
@@ -102,7 +116,7 @@ class BlendClipNode(LifecycleNode):
         self._subs = []  # appended one by one: a failure half-way still drops what was made
         try:
             for msg_type, topic, callback, qos, raw in self.inputs.subscriptions():
-                self._subs.append(self.create_subscription(msg_type, topic, callback, qos, raw=raw,
+                self._subs.append(self.create_subscription(msg_type, topic, callback, _own(qos), raw=raw,
                                                            **_qos_overridable()))
         except Exception as exc:  # noqa: BLE001 - e.g. an invalid topic name: stay inactive, say why
             self._drop_subscriptions()
@@ -187,6 +201,8 @@ class BlendClipNode(LifecycleNode):
         pubs['labels'].publish(outcome.labels_cdr)  # already serialised: the bytes label-bag writes
         if self.params.publish_markers and pubs['markers'].get_subscription_count() > 0:
             pubs['markers'].publish(outcome.markers())
+        if 'vision' in pubs and pubs['vision'].get_subscription_count() > 0:
+            pubs['vision'].publish(detection3d_array_from_labelled(outcome.labels, vision_msgs_types()))
         self.stats.frame_published(outcome, t_start, t_built, time.perf_counter(),
                                    (self._now_ns() - pair.boxes_stamp_ns) / 1e6)
 
