@@ -2,7 +2,8 @@
 
 Checks: every message of the replayed topics arrives, byte-identical to the bag (clouds best effort,
 boxes reliable), in recorded order, /clock carries the bag time, types that are not installed
-(tf2_msgs has no wheel here) are skipped and reported, --start-offset and --topics select.
+(tf2_msgs has no wheel) are skipped and reported, and with tf2_msgs from the prefix (`make prefix`)
+/tf and /tf_static (transient local) go out; --start-offset and --topics select.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 import pytest
 from bag_test_utils import copy_with_corrupt
+from installed_msgs import import_msgs, msgs_env, msgs_prefix
 from rosbags.highlevel import AnyReader
 
 from blendclip_ros.bag import nuscenes2bag
@@ -83,10 +85,10 @@ class Listener:
         self.rclpy.shutdown(context=self.ctx)
 
 
-def start_replay(bag, *args):
+def start_replay(bag, *args, env: dict[str, str] | None = None):
     cmd = [PY, '-m', 'blendclip_ros.bag.replay', str(bag), *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=os.environ.copy())
+                            env=os.environ.copy() if env is None else env)
 
 
 def finish(proc) -> str:
@@ -196,3 +198,34 @@ def test_replay_forwards_a_corrupt_box_message_as_recorded(scene_bag, tmp_path):
     assert proc.returncode == 0, out
     assert [unpadded(m, len(raw)) for m, raw in zip(listener.received['/detections'], want)] == want
     assert '/detections: 3' in out
+
+
+def test_replay_publishes_tf_and_transient_local_tf_static_with_tf2_msgs(scene_bag):
+    """tf2_msgs built into the prefix from ../shared/upstream: /tf and /tf_static go out byte-identical,
+    /tf_static from a transient-local publisher (late joiners get the static frames, as from tf2)."""
+    from rclpy.qos import DurabilityPolicy
+
+    prefix = msgs_prefix('tf2_msgs')
+    tf_message = import_msgs(prefix, 'tf2_msgs').TFMessage
+    expected = {t: [raw for _, raw in bag_raw(scene_bag, t)] for t in ('/tf', '/tf_static')}
+    assert all(expected.values())
+    listener = Listener({'/tf': (tf_message, 'reliable'), '/tf_static': (tf_message, 'latched')})
+    durability = []
+    try:
+        proc = start_replay(scene_bag, '--topics', '/tf', '/tf_static', '--loop', '--rate', '8',
+                            '--wait-for-subscribers', '1', '--wait-topics', '/tf', '/tf_static',
+                            '--wait-timeout', '30', env=msgs_env(prefix, os.environ))
+        listener.spin_until(lambda: all(len(listener.received[t]) >= len(v) for t, v in expected.items()),
+                            proc)
+        publishers = listener.node.get_publishers_info_by_topic('/tf_static')
+        durability = [info.qos_profile.durability for info in publishers]
+        proc.send_signal(signal.SIGINT)
+        out = finish(proc)
+    finally:
+        listener.close()
+    assert proc.returncode == 0, out
+    assert 'skipped' not in out, out
+    for topic, want in expected.items():
+        got = listener.received[topic][:len(want)]
+        assert [unpadded(m, len(raw)) for m, raw in zip(got, want)] == want, topic
+    assert durability == [DurabilityPolicy.TRANSIENT_LOCAL]
