@@ -95,6 +95,12 @@ UPSTREAM_PYTHON := launch/launch launch/launch_xml launch/launch_yaml launch_ros
 # The wheels' exported CMake targets name include dirs of their build container; our CMakeLists.txt
 # drops them itself, an upstream package gets the same fix injected (cmake/wheels_include_dirs.cmake).
 WHEELS_FIX := -DCMAKE_PROJECT_INCLUDE=$(abspath cmake/wheels_include_dirs.cmake)
+# vision_msgs, autoware_perception_msgs and tf2_msgs (#17 item 3, no wheels either) give the node its
+# optional inputs and output and blendclip-replay its /tf; tests import them from $(PREFIX)
+# (tests/node/installed_msgs.py). autoware_perception_msgs calls two ament_cmake_auto macros, a package
+# without a wheel: cmake/ament_cmake_auto has them.
+AMENT_CMAKE_AUTO_DIR := $(abspath cmake/ament_cmake_auto)
+AMENT_CMAKE_AUTO := -Dament_cmake_auto_DIR=$(AMENT_CMAKE_AUTO_DIR)
 # What the installed package holds: a change to any of it reinstalls (cmake copies only what changed).
 # It is built from a copy in $(BUILD)/src, as colcon builds src/<package>: CMake refuses to export
 # include dirs (the venv's numpy) that lie inside the source tree, and our venvs do.
@@ -103,19 +109,22 @@ PACKAGE_FILES = CMakeLists.txt package.xml setup.py $(MSGS) $(shell find blendcl
 ifeq ($(wildcard $(UPSTREAM)/launch_ros/launch_ros),)
 prefix:
 	@mkdir -p install
-	@echo '$(UPSTREAM) not found (it holds launch, launch_ros, ros2cli and composition_interfaces, which have no wheels): real `ros2 launch` tests skip' | tee $(PREFIX).skipped
+	@echo '$(UPSTREAM) not found (it holds launch, launch_ros, ros2cli, composition_interfaces, vision_msgs, autoware_perception_msgs and tf2_msgs, which have no wheels): real `ros2 launch` tests and those of the optional interfaces skip' | tee $(PREFIX).skipped
 else
 prefix: $(STAMP)/prefix
 	@rm -f $(PREFIX).skipped
 
-$(STAMP)/upstream: $(STAMP)/deps $(UPSTREAM)/SOURCES.txt
+$(STAMP)/upstream: $(STAMP)/deps $(UPSTREAM)/SOURCES.txt $(AMENT_CMAKE_AUTO_DIR)/ament_cmake_autoConfig.cmake
 	rm -rf $(BUILD)/upstream && mkdir -p $(BUILD)/upstream
 	cd $(UPSTREAM) && cp -r --parents $(UPSTREAM_PYTHON) $(abspath $(BUILD))/upstream/
 	chmod -R u+w $(BUILD)/upstream
 	$(PY) -m pip install -q --no-deps --no-build-isolation $(addprefix $(BUILD)/upstream/,$(UPSTREAM_PYTHON)) \
 	  > $(BUILD)/upstream.log 2>&1 || (tail -40 $(BUILD)/upstream.log; exit 1)
-	rm -rf $(PREFIX) $(BUILD)/composition_interfaces
+	rm -rf $(PREFIX) $(addprefix $(BUILD)/,composition_interfaces vision_msgs tf2_msgs autoware_perception_msgs)
 	$(call cmake_install,$(UPSTREAM)/rcl_interfaces/composition_interfaces,$(BUILD)/composition_interfaces,$(PREFIX),$(WHEELS_FIX))
+	$(call cmake_install,$(UPSTREAM)/vision_msgs/vision_msgs,$(BUILD)/vision_msgs,$(PREFIX),$(WHEELS_FIX))
+	$(call cmake_install,$(UPSTREAM)/geometry2/tf2_msgs,$(BUILD)/tf2_msgs,$(PREFIX),$(WHEELS_FIX))
+	$(call cmake_install,$(UPSTREAM)/autoware_msgs/autoware_perception_msgs,$(BUILD)/autoware_perception_msgs,$(PREFIX),$(WHEELS_FIX) $(AMENT_CMAKE_AUTO))
 	@touch $@
 
 $(STAMP)/prefix: $(STAMP)/upstream $(STAMP)/interfaces $(PACKAGE_FILES)
