@@ -175,12 +175,14 @@ def load_classifier(checkpoint: str | Path | None = None, labels: Sequence[str] 
     """
     if classifier not in CLASSIFIERS:
         raise ClassifierError(f'classifier must be one of {CLASSIFIERS}, got {classifier!r}')
-    labels = list(labels) if labels else list(DRIVING)
     points = depth = None
-    if classifier != 'depth_views':
-        points = ZeroShotClassifier.from_checkpoint(checkpoint, labels, templates, device=device,
-                                                    text_space=text_space, top_k=top_k, cache_dir=cache_dir,
-                                                    input_normalization=input_normalization)
+    if classifier != 'depth_views':  # a checkpoint file, or an exported folder (its own labels by default)
+        from blendclip_core.export import load_point_classifier
+
+        points = load_point_classifier(checkpoint, labels or None, templates, device=device, top_k=top_k,
+                                       text_space=text_space, cache_dir=cache_dir,
+                                       input_normalization=input_normalization)
+    labels = list(points.labels) if points is not None else list(labels or DRIVING)
     if classifier != 'points':
         named = [depth_space or '', text_space or '', points.text_space_spec if points is not None else '']
         spec = next((s for s in named if s.startswith('openclip:')), DEFAULT_DEPTH_SPACE)

@@ -91,10 +91,8 @@ def _classifier(model: str, device: str, kind: str = 'points',
 
         classifier = load_classifier(model or None, classifier=kind, device=device,
                                      depth_space=depth_space or None, top_k=1)
-    elif model and Path(model).is_dir():
-        from blendclip_core.export import load_exported
-
-        classifier = load_exported(model, device=None if device == 'auto' else device, top_k=1)
     else:
-        classifier = ZeroShotClassifier.from_checkpoint(model or None, device=device, top_k=1)
+        from blendclip_core.export import load_point_classifier
+
+        classifier = load_point_classifier(model or None, device=device, top_k=1)
     return classifier, classifier.labels

@@ -6,7 +6,8 @@ ZeroShotClassifier over it, refusing damaged or mismatched artefacts with an Art
 """
 
 from blendclip_core.export.artefact import ArtefactError, read_manifest
-from blendclip_core.export.runtime import ExportedEncoder, load_exported
+from blendclip_core.export.runtime import ExportedEncoder, load_exported, load_point_classifier
 from blendclip_core.export.writer import FORMATS, export_artefact
 
-__all__ = ['FORMATS', 'ArtefactError', 'ExportedEncoder', 'export_artefact', 'load_exported', 'read_manifest']
+__all__ = ['FORMATS', 'ArtefactError', 'ExportedEncoder', 'export_artefact', 'load_exported',
+           'load_point_classifier', 'read_manifest']

@@ -130,3 +130,16 @@ def load_exported(path: str | Path, labels: Sequence[str] | None = None, *, devi
                               precision=card.inference_precision,
                               input_normalization=card.input_normalization, input_cap=card.cap,
                               input_max_points=card.max_points)
+
+
+def load_point_classifier(path: str | Path | None, labels: Sequence[str] | None = None,
+                          templates: Sequence[str] | None = None, *, device: str = 'auto', top_k: int = 5,
+                          **checkpoint_options) -> ZeroShotClassifier:
+    """The point classifier of a checkpoint file or an exported artefact folder: the one place that tells
+    them apart (predict, label_frames). labels None: the model's default (the driving vocabulary, or the
+    artefact's own). checkpoint_options (text_space, cache_dir, input_normalization) apply to checkpoints:
+    an artefact carries its card and class embeddings."""
+    if path and Path(path).is_dir():
+        return load_exported(path, labels, device=None if device == 'auto' else device, top_k=top_k)
+    return ZeroShotClassifier.from_checkpoint(path, labels, templates, device=device, top_k=top_k,
+                                              **checkpoint_options)
