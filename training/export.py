@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--templates', nargs='+', default=None, help="prompt templates (default: the card's)")
     p.add_argument('--device', default='cpu', help='where an AOTInductor package runs: cpu or cuda')
     p.add_argument('--opset', type=int, default=OPSET, help='ONNX opset (>= 18)')
+    p.add_argument('--input-normalization', choices=('metric', 'unit_sphere'), default=None,
+                   help="the encoder's input normalisation, for a checkpoint whose card does not record it "
+                   '(recorded in the artefact and applied at load)')
     return p
 
 
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         out = export_artefact(args.checkpoint, args.format, args.out, args.vocabulary, args.templates,
-                              device=args.device, opset=args.opset)
+                              device=args.device, opset=args.opset,
+                              input_normalization=args.input_normalization)
     except (ArtefactError, CheckpointError, TextSpaceError, VocabularyError, FileNotFoundError) as exc:
         print(f'blendclip-export: error: {exc}', file=sys.stderr)
         return 2

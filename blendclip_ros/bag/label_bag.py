@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--params-file', type=Path, default=DEFAULT_PARAMS_FILE,
                    help='the node parameters to label with (default: the packaged blendclip.params.yaml)')
     p.add_argument('-p', '--param', action='append', default=[], metavar='NAME:=VALUE',
-                   help='override one node parameter, e.g. -p checkpoint:=model.pt -p device:=cpu')
+                   help='override one node parameter, e.g. -p checkpoint:=model.pt -p device:=cpu; an '
+                   'exported model: -p checkpoint:=EXPORT_DIR -p model_format:=onnx (or aoti, or auto)')
     p.add_argument('--no-markers', action='store_true', help='leave out the MarkerArray topic')
     p.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     p.add_argument('--bag-version', type=int, choices=BAG_VERSIONS, default=9)

@@ -78,3 +78,19 @@ def test_artefact_whose_card_lacks_the_normalisation_is_refused(sphere_onnx, tmp
     path.write_bytes(dumps(manifest))
     with pytest.raises(ArtefactError, match='input normalisation'):
         load_exported(copy)
+
+
+def test_cli_exports_a_card_without_the_field_when_told_its_normalisation(tiny_checkpoint, tmp_path, capsys):
+    from blendclip_core.checkpoint import read_checkpoint, seal
+    from training.export import main
+
+    payload = read_checkpoint(tiny_checkpoint)
+    card = json.loads(payload['card'])
+    del card['input_normalization']  # a checkpoint from before cards recorded it
+    old = tmp_path / 'old.pt'
+    torch.save(seal({**payload, 'card': json.dumps(card)}), old)
+    args = ['--checkpoint', str(old), '--format', 'onnx', '--out', str(tmp_path / 'out')]
+    assert main(args) == 2
+    assert 'does not record its input normalisation' in capsys.readouterr().err
+    assert main([*args, '--input-normalization', 'unit_sphere']) == 0
+    assert load_exported(tmp_path / 'out').input_normalization == 'unit_sphere'
