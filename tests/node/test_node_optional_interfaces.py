@@ -188,3 +188,34 @@ def test_without_the_packages_each_input_and_output_is_off_with_one_line(tiny_ch
                                    ("input on 'detections_3d'", "input on 'detected_objects'",
                                     "output on 'blendclip/detections_3d'")):
         assert line.split(']: ', 1)[-1].startswith(f'{package} is not installed') and what in line, line
+
+
+def test_autoware_shapes_become_enclosing_boxes(msgs):
+    """Pure conversion on the real message classes: a cylinder is boxed by its diameter, a polygon by
+    its footprint's extent (centred on it, rotated with the object), no classification gives ''/NaN."""
+    from geometry_msgs.msg import Point32
+
+    from blendclip_ros.conversions.autoware import boxes_from_detected_objects
+
+    autoware = msgs[2]
+    msg = autoware.DetectedObjects()
+    msg.header.frame_id = 'base_link'
+    cylinder = autoware.DetectedObject()
+    cylinder.shape.type = autoware.Shape.CYLINDER
+    cylinder.shape.dimensions.x, cylinder.shape.dimensions.y, cylinder.shape.dimensions.z = 0.6, 0.6, 1.8
+    polygon = autoware.DetectedObject()
+    pose = polygon.kinematics.pose_with_covariance.pose
+    pose.position.x, pose.orientation.z, pose.orientation.w = 10.0, np.sin(np.pi / 4), np.cos(np.pi / 4)
+    polygon.shape.type = autoware.Shape.POLYGON
+    polygon.shape.dimensions.z = 2.0
+    polygon.shape.footprint.points = [Point32(x=x, y=y) for x, y in ((1, 0), (3, 0), (3, 1), (1, 1))]
+    polygon.classification = [autoware.ObjectClassification(label=autoware.ObjectClassification.TRUCK,
+                                                            probability=0.6)]
+    msg.objects = [cylinder, polygon]
+    boxes = boxes_from_detected_objects(msg)
+    assert boxes.ids == ('0', '1') and boxes.frame_id == 'base_link'
+    np.testing.assert_allclose(boxes.sizes, [[0.6, 0.6, 1.8], [2.0, 1.0, 2.0]])
+    # footprint centre (2, 0.5) in the object frame, turned 90 degrees about z, added to (10, 0, 0)
+    np.testing.assert_allclose(boxes.centers, [[0, 0, 0], [9.5, 2.0, 0]], atol=1e-12)
+    assert boxes.detector_labels == ('', 'truck')
+    assert np.isnan(boxes.detector_scores[0]) and boxes.detector_scores[1] == pytest.approx(0.6)
