@@ -46,7 +46,7 @@ def test_nuscenes_sweep_matches_eager(fmt, loaded, eager, nuscenes_sweep):
     ref = run_frame(points, boxes, eager)
     out = run_frame(points, boxes, loaded[fmt])  # the loaded artefact takes the classifier's place
     ok = ref.predictions.status == ObjectStatus.OK
-    assert ok.sum() >= 40  # the sweep's boxes with points
+    assert ok.sum() >= 25  # the sweep's boxes with >= min_points (5) points: 29
     np.testing.assert_array_equal(out.predictions.status, ref.predictions.status)
     np.testing.assert_array_equal(out.predictions.indices[:, 0], ref.predictions.indices[:, 0])
     from blendclip_core.classifier import select_objects
