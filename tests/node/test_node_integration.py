@@ -7,6 +7,7 @@ tests run in file order and each leaves the node active with the test vocabulary
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import subprocess
@@ -55,19 +56,25 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
         return proc.wait(5)
 
 
-@pytest.fixture(scope='module')
-def node_process(tiny_checkpoint, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('node')
-    params = write_params(tmp / 'params.yaml', tiny_checkpoint)
-    log_path = tmp / 'node.log'
+@contextlib.contextmanager
+def running_node(params: Path, log_path: Path, env: dict[str, str] | None = None):
+    """The node process (output in `log_path`); stopped with SIGINT at the end, which must exit 0."""
     with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(node_command(params), env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(node_command(params), env=env or child_env(), stdout=log,
+                                stderr=subprocess.STDOUT)
     try:
-        yield proc, log_path
+        yield proc
     finally:
         code = stop(proc)
         print(log_path.read_text()[-3000:])
     assert code == 0, f'node exit code {code}'
+
+
+@pytest.fixture(scope='module')
+def node_process(tiny_checkpoint, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('node')
+    with running_node(write_params(tmp / 'params.yaml', tiny_checkpoint), tmp / 'node.log') as proc:
+        yield proc, tmp / 'node.log'
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,7 @@ import pytest
 import rclpy
 from installed_msgs import import_msgs, msgs_env, msgs_prefix
 from node_harness import RELIABLE, NodeClient, child_env, load_sample, sample_cloud, write_params
-from test_node_integration import START_TIMEOUT, node_command, stop
+from test_node_integration import START_TIMEOUT, running_node
 
 from blendclip_core.geometry import Boxes
 from blendclip_core.types import ObjectStatus
@@ -34,16 +34,8 @@ def msgs():
 def node_process(msgs, tiny_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('node_optional')
     params = write_params(tmp / 'params.yaml', tiny_checkpoint, publish_vision_msgs=True)
-    log_path = tmp / 'node.log'
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(node_command(params), env=msgs_env(msgs[0], child_env()), stdout=log,
-                                stderr=subprocess.STDOUT)
-    try:
-        yield proc, log_path
-    finally:
-        code = stop(proc)
-        print(log_path.read_text()[-3000:])
-    assert code == 0, f'node exit code {code}'
+    with running_node(params, tmp / 'node.log', msgs_env(msgs[0], child_env())) as proc:
+        yield proc, tmp / 'node.log'
 
 
 @pytest.fixture(scope='module')
@@ -174,14 +166,11 @@ def test_without_the_packages_each_input_and_output_is_off_with_one_line(tiny_ch
         pytest.skip('vision_msgs or autoware_perception_msgs is importable without the prefix')
     params = write_params(tmp_path / 'params.yaml', tiny_checkpoint, publish_vision_msgs=True)
     log_path = tmp_path / 'node.log'
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(node_command(params), env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with running_node(params, log_path) as proc:
         deadline = time.monotonic() + START_TIMEOUT
-        while 'configured:' not in log_path.read_text() and time.monotonic() < deadline and not proc.poll():
+        while 'configured:' not in log_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.2)
-    finally:
-        assert stop(proc) == 0
     lines = [line for line in log_path.read_text().splitlines() if 'is not installed' in line]
     assert len(lines) == 3, log_path.read_text()[-3000:]
     for line, package, what in zip(lines, ('vision_msgs', 'autoware_perception_msgs', 'vision_msgs'),
