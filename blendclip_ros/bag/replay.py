@@ -31,7 +31,8 @@ LATCHED_TOPICS = frozenset({'/tf_static'})
 NOT_WAITED_FOR = frozenset({'/tf', '/tf_static', '/clock'})
 # What a labelling node consumes: by default --wait-for-subscribers waits on topics of these types.
 NODE_INPUT_TYPES = frozenset({'sensor_msgs/msg/PointCloud2', 'blendclip/msg/DetectedBoxArray',
-                              'vision_msgs/msg/Detection3DArray'})
+                              'vision_msgs/msg/Detection3DArray',
+                              'autoware_perception_msgs/msg/DetectedObjects'})
 MAX_LATCHED_DEPTH = 1000
 CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz between messages, as `ros2 bag play --clock` defaults to
 
