@@ -48,3 +48,17 @@ def test_label_bag_with_model_format_onnx_labels_as_the_checkpoint(tiny_checkpoi
     assert [o[:3] for o in got] == [o[:3] for o in ref] and sum(o[2] == 0 for o in got) >= 25
     assert run('aoti', f'checkpoint:={exported["onnx"]}', 'model_format:=aoti') == 2
     assert "model_format is 'aoti'" in capsys.readouterr().err
+
+
+def test_node_loader_runs_an_aoti_export_as_the_eager_model(exported, eager):
+    """The node's load_model on the AOTInductor package (compiled once per session by the fixture)."""
+    from blendclip_core.types import ObjectBatch
+    from blendclip_ros.node import params as P
+    from blendclip_ros.node.model import load_model
+
+    model = load_model(P.from_values({'checkpoint': str(exported['aoti']), 'device': 'cpu'}))
+    assert model.model_format == 'aoti' and model.own_labels == eager.labels
+    rng = np.random.default_rng(3)
+    batch = ObjectBatch.from_list([rng.normal(size=(n, 3)).astype(np.float32) * 2 for n in (1, 9, 200, 2000)])
+    np.testing.assert_array_equal(model.classifier.classify(batch, top_k=1).indices,
+                                  eager.classify(batch, top_k=1).indices)
