@@ -10,6 +10,7 @@ and smoothed (a Gaussian filter), as CLIP2Point does to make sparse splats look 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -96,19 +97,34 @@ def render_depth(points: torch.Tensor, offsets: torch.Tensor, config: DepthRende
     object_index = torch.repeat_interleave(torch.arange(n, device=points.device), counts.to(points.device))
     image = project_depth(points[:, :3], object_index, n, config).flatten(0, 1)[:, None]
     if config.densify_kernel > 1:
-        image = F.max_pool2d(image, config.densify_kernel, stride=1, padding=config.densify_kernel // 2)
+        image = dilate(image, config.densify_kernel)
     if config.smooth_sigma > 0:
         image = gaussian_blur(image, config.smooth_sigma)
     if size is not None and size != config.resolution:
         image = F.interpolate(image, size=(size, size), mode='bilinear', align_corners=False)
-    return image.view(n, len(config.views), *image.shape[-2:]).clamp(0, 1)
+    return image.view(n, len(config.views), *image.shape[-2:])  # in [0, 1]: every filter averages or maxes
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, 1, H, W) images filtered by a separable Gaussian of `sigma` pixels (3 sigma each side)."""
+    """(N, 1, H, W) images filtered by a separable Gaussian of `sigma` pixels (3 sigma each side, edges
+    replicated)."""
     half = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-half, half + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    images = F.conv2d(F.pad(images, (half, half, 0, 0), mode='replicate'), kernel.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(images, (0, 0, half, half), mode='replicate'), kernel.view(1, 1, -1, 1))
+    x = torch.arange(-half, half + 1, dtype=torch.float64)
+    weights = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    weights = (weights / weights.sum()).tolist()
+    return _separable(images, half, lambda taps: sum(w * t for w, t in zip(weights, taps)), 'replicate')
+
+
+def dilate(images: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(N, 1, H, W) images -> the maximum over each pixel's kernel x kernel window (max-pool, stride 1)."""
+    return _separable(images, kernel // 2, lambda taps: functools.reduce(torch.maximum, taps), 'constant')
+
+
+def _separable(images: torch.Tensor, half: int, reduce, mode: str) -> torch.Tensor:
+    """A separable window filter as shifted slices (rows, then columns): for single-channel images
+    this is several times faster than conv2d / max_pool2d on the CPU, and as fast on a GPU."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (half, half, 0, 0), mode=mode)
+    images = reduce([padded[..., :, i:i + w] for i in range(2 * half + 1)])
+    padded = F.pad(images, (0, 0, half, half), mode=mode)
+    return reduce([padded[..., i:i + h, :] for i in range(2 * half + 1)])

@@ -208,3 +208,16 @@ def test_the_nodes_loader_builds_each_kind_from_its_parameter(tiny_checkpoint, t
         assert (pred.indices[pred.status == ObjectStatus.OK, 0] >= 0).all()
         model.set_vocabulary(['car', 'truck'], ['a depth map of a {}.'])
         assert model.labels == ('car', 'truck') and model.templates == ('a depth map of a {}.',)
+
+
+def test_benchmark_writes_the_frame_cost_key(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / 'benchmarks'))
+    import depth_views_bench
+
+    out = tmp_path / 'depth_views.json'
+    assert depth_views_bench.main(['--device', 'cpu', '--model', tiny_clip, '--reps', '2',
+                                   '--out', str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc['device'].startswith('cpu') and doc['results']['views_per_object'] == 6
+    results = doc['results']
+    assert results['depth_views_render64_ms_p50'] > 0 and results['depth_views_frame64_ms_p50'] > 0
