@@ -1,15 +1,21 @@
 """Parameters given to the node that it does not declare: a misspelt name in a params file or `-p` is
 otherwise ignored by rclpy without a word, and the node runs on the default.
 
-The names come from the process's ROS arguments through public rclpy API only: each `--params-file` is
-read by `rclpy.parameter.parameter_dict_from_yaml_file` for this node (its '/**' wildcard included),
-each `-p [node:]name:=value` is parsed as rcl reads it. The report names the closest declared name.
+rclpy keeps the overrides it was given in a private attribute, so the names come from the process's
+ROS arguments, read as rcl reads them: each `--params-file` section whose node name matches this node
+('/**', '/*/name', 'ns/name' or nested namespace keys; nested keys become dotted names), and each
+`-p [node:]name:=value`. (rclpy.parameter.parameter_dict_from_yaml_file would do part of this, but it
+matches node names differently in Jazzy and Kilted.) The report names the closest declared name.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import yaml
 
 # Declared by rclpy when a publisher or subscription is created (QoSOverridingOptions), not at start-up.
 DECLARED_LATER = ('qos_overrides.',)
@@ -39,13 +45,37 @@ def _param_name(assignment: str, node_fqn: str) -> str | None:
     return name if target in (node_fqn, node_fqn.rsplit('/', 1)[-1], '/**', '**') else None
 
 
-def _file_names(path: str, node_fqn: str) -> list[str]:
-    from rclpy.parameter import parameter_dict_from_yaml_file
+def _node_pattern(key: str) -> re.Pattern:
+    """A params-file node key ('/**', '/*/blendclip', 'ns/blendclip') as a regex over full node names."""
+    parts = [{'**': '.*', '*': '[^/]*'}.get(part, re.escape(part)) for part in key.strip('/').split('/')]
+    return re.compile(('/' + '/'.join(parts)).replace('/.*/', '(/.*)?/'))  # '/**/x' is also '/x'
 
+
+def _sections(doc: Mapping, prefix: str = '') -> Iterator[tuple[str, Mapping]]:
+    """(node key, its ros__parameters) of every section, namespaces given as nested keys included."""
+    for key, value in doc.items():
+        if key == 'ros__parameters' and isinstance(value, Mapping):
+            yield prefix or '/', value
+        elif isinstance(value, Mapping):
+            yield from _sections(value, f'{prefix}/{str(key).strip("/")}')
+
+
+def _flat(params: Mapping, prefix: str = '') -> Iterator[str]:
+    for key, value in params.items():
+        name = f'{prefix}{key}'
+        yield from _flat(value, f'{name}.') if isinstance(value, Mapping) else (name,)
+
+
+def _file_names(path: str, node_fqn: str) -> list[str]:
     try:
-        return list(parameter_dict_from_yaml_file(path, use_wildcard=True, target_nodes=[node_fqn]))
-    except (RuntimeError, OSError):  # nothing for this node in it, or unreadable: rcl reports that itself
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):  # rcl has refused such a file before the node exists
         return []
+    names: list[str] = []
+    for key, params in _sections(doc if isinstance(doc, Mapping) else {}):
+        if _node_pattern(key).fullmatch(node_fqn):
+            names.extend(_flat(params))
+    return names
 
 
 def override_names(argv: Sequence[str], node_fqn: str) -> list[str]:

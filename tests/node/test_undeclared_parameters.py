@@ -39,14 +39,21 @@ def test_override_names_reads_params_files_and_p_for_this_node_only(tmp_path):
         '/**': {'ros__parameters': {'vocabularly': ['car'],
                                     'qos_overrides': {'/t': {'publisher': {'depth': 1}}}}},
         '/blendclip': {'ros__parameters': {'top_kk': 3}},
+        '/**/blendclip': {'ros__parameters': {'devce': 'cpu'}},
+        '/*': {'ros__parameters': {'any_node': 1}},
+        'ns': {'blendclip': {'ros__parameters': {'in_another_namespace': 1}}},
         '/other_node': {'ros__parameters': {'not_ours': 1}}}))
     argv = ['blendclip_node', 'positional', '--ros-args', '-r', '__node:=blendclip',
             '--params-file', str(params), '-p', 'min_pointz:=2', '--param', 'blendclip:box_margn:=0.1',
             '-p', 'other_node:skip_me:=1', '--',
             '-p', 'not_a_ros_arg:=1']
     names = override_names(argv, '/blendclip')
-    assert sorted(names[:3]) == ['qos_overrides./t.publisher.depth', 'top_kk', 'vocabularly']  # the file's
-    assert names[3:] == ['min_pointz', 'box_margn']  # then each -p for this node, in order
+    in_file = ['any_node', 'devce', 'qos_overrides./t.publisher.depth', 'top_kk', 'vocabularly']
+    assert sorted(names[:5]) == in_file  # Jazzy's and Kilted's rclpy helpers would each miss some
+    assert names[5:] == ['min_pointz', 'box_margn']  # then each -p for this node, in order
+    assert set(override_names(argv, '/ns/blendclip')) == {  # '/*' is one token: the root namespace only
+        'vocabularly', 'qos_overrides./t.publisher.depth', 'devce', 'in_another_namespace', 'min_pointz',
+        'box_margn'}
 
 
 def _wait_for(path: Path, needle: str, proc: subprocess.Popen, timeout: float) -> str:
