@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blendclip_core.datasets.files import FileFormat, box_annotation, read_points, single_sweep_frame
+from blendclip_core.datasets.files import FileFormat, box_annotation, load_npy, single_sweep_frame
 from blendclip_core.datasets.frame import Annotation, CorruptInputError, Frame
 
 REFERENCE = 'egovehicle'
@@ -38,7 +38,8 @@ def read_annotations_json(path: str | Path, points: str | Path | None = None) ->
         points = Path(points) if points else path.parent / m['points_file']
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptInputError('corrupt_boxes', f'{path}: not AV2 annotations ({exc})') from exc
-    return single_sweep_frame('av2', path.name[:-len(ANNOTATIONS_SUFFIX)], read_points(points), annotations,
+    cloud = load_feather_points(points) if points.suffix == '.feather' else load_npy(points)
+    return single_sweep_frame('av2', path.name[:-len(ANNOTATIONS_SUFFIX)], cloud, annotations,
                               m.get('frame', REFERENCE), points.name, m.get('log_id', ''),
                               int(m.get('timestamp_ns', 0)))
 

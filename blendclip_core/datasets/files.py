@@ -16,7 +16,6 @@ import numpy as np
 
 from blendclip_core.datasets.classes import nuscenes_class
 from blendclip_core.datasets.frame import Annotation, CorruptInputError, Frame, Rigid, Sweep
-from blendclip_core.datasets.nuscenes import load_lidar_bin
 from blendclip_core.geometry import yaw_to_quaternion
 
 KITTI_BIN_DIMS = 4  # KITTI velodyne .bin: float32 x, y, z, reflectance
@@ -71,30 +70,6 @@ def load_npy(path: Path) -> np.ndarray:
         return with_intensity(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise CorruptInputError('corrupt_lidar', f'{path}: not a numpy (N, >= 3) array ({exc})') from exc
-
-
-def _points_reader(path: Path) -> Callable[[Path], np.ndarray] | None:
-    from blendclip_core.datasets import av2, pcd
-
-    name = path.name.lower()
-    readers = (('.pcd.bin', lambda p: load_lidar_bin(p, NUSCENES_BIN_DIMS)),
-               ('.bin', lambda p: load_lidar_bin(p, KITTI_BIN_DIMS)), ('.npy', load_npy),
-               ('.pcd', pcd.load_pcd), ('.feather', av2.load_feather_points))
-    return next((read for suffix, read in readers if name.endswith(suffix)), None)
-
-
-POINT_SUFFIXES = '.pcd.bin (nuScenes, 5 floats), .bin (KITTI, 4 floats), .npy, .pcd, .feather (AV2)'
-
-
-def read_points(path: str | Path) -> np.ndarray:
-    """float32 (N, >= 4) points of a file, its format from the suffix (POINT_SUFFIXES)."""
-    path = Path(path)
-    reader = _points_reader(path)
-    if reader is None:
-        raise UnknownFormatError(f'{path}: unknown points format; expected {POINT_SUFFIXES}')
-    if not path.is_file():
-        raise CorruptInputError('missing_lidar', f'points file missing: {path}')
-    return reader(path)
 
 
 def _box_from_entry(i: int, entry: dict) -> Annotation:

@@ -2,7 +2,7 @@
 `points`, `boxes` and `labels` (nuScenes-10 class or None) are what evaluation and labelling need.
 
 `source` is a folder or file a registered reader claims (datasets.FILE_FORMATS: KITTI, AV2, the
-nuScenes sample), or, with `boxes`, a points file (files.POINT_SUFFIXES: .pcd.bin, .bin, .npy, .pcd,
+nuScenes sample), or, with `boxes`, a points file (points.POINT_SUFFIXES: .pcd.bin, .bin, .npy, .pcd,
 .feather) and its boxes: a KITTI label_2 .txt (calib from ../calib/<id>.txt), an AV2 annotations JSON
 or a simple JSON box list (files.read_box_list).
 """
@@ -15,15 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from blendclip_core.datasets import FILE_FORMATS
-from blendclip_core.datasets.files import (
-    POINT_SUFFIXES,
-    FileFormat,
-    UnknownFormatError,
-    read_box_list,
-    read_points,
-    single_sweep_frame,
-)
+from blendclip_core.datasets.files import FileFormat, UnknownFormatError, read_box_list, single_sweep_frame
 from blendclip_core.datasets.frame import DatasetNotFoundError, Frame
+from blendclip_core.datasets.points import POINT_SUFFIXES, read_points
 
 USER_REFERENCE = 'sensor'  # frame name of a user's points file (boxes are in the same frame)
 

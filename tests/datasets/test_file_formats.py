@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from blendclip_core.datasets.av2 import load_feather_points
-from blendclip_core.datasets.files import UnknownFormatError, read_points
+from blendclip_core.datasets.files import UnknownFormatError
 from blendclip_core.datasets.frame import CorruptInputError, DatasetNotFoundError
 from blendclip_core.datasets.labelled import read_labelled_frames
 from blendclip_core.datasets.pcd import load_pcd
+from blendclip_core.datasets.points import read_points
 
 POINTS = np.array([[1.5, -2.0, 0.25, 7.0], [3.0, 4.0, -1.0, 200.0], [-0.5, 0.0, 2.0, 0.0]], np.float32)
 
