@@ -11,44 +11,24 @@ diagnostics.py keeps counters and latency windows. Bad input is answered or skip
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
-from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.qos_overriding_options import QoSOverridingOptions
-from visualization_msgs.msg import MarkerArray
-
-from blendclip.msg import LabelledObjectArray, Vocabulary
-from blendclip_ros.conversions.vision import detection3d_array_from_labelled
 
 from . import frame, param_policy
 from . import params as P
 from .diagnostics import NodeStats, WarnThrottle, build_diagnostics, model_values
-from .inputs import FrameInputs, missing_interfaces, vision_msgs_types
+from .inputs import FrameInputs, missing_interfaces
 from .model import LoadedModel, freeze_long_lived, load_model, release_memory
+from .outputs import create_publishers, own, publish_extras, qos_overridable
 from .sync import Pair
 from .vocabulary_updates import VocabularyUpdater, vocabulary_msg
 from .worker import LatestOnlyWorker, describe_scheduling, start_scheduled
 
 NODE_NAME = 'blendclip'
-RELIABLE_OUT = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-LATCHED_OUT = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _qos_overridable() -> dict[str, Any]:
-    return {'qos_overriding_options': QoSOverridingOptions.with_default_policies()}
-
-
-def _own(qos: QoSProfile) -> QoSProfile:
-    """A copy for one entity: rclpy applies `qos_overrides.*` to the profile object it is given, so a
-    shared profile would carry one topic's override to every entity created after it."""
-    return copy.copy(qos)
 
 
 class BlendClipNode(LifecycleNode):
@@ -94,16 +74,8 @@ class BlendClipNode(LifecycleNode):
         self.inputs.configure(params)
         self.destroy_timer(self._diag_timer)
         self._diag_timer = self.create_timer(params.diagnostics_period, self.publish_diagnostics)
-        self._pubs = {}  # filled one by one, so a failure half-way still releases what was made
-        for key, msg_type, topic, qos, options in (
-                ('labels', LabelledObjectArray, params.labels_topic, RELIABLE_OUT, _qos_overridable()),
-                ('markers', MarkerArray, params.markers_topic, RELIABLE_OUT, _qos_overridable()),
-                ('vocabulary', Vocabulary, params.vocabulary_topic, LATCHED_OUT, {})):
-            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, _own(qos), **options)
-        vision = vision_msgs_types()
-        if params.publish_vision_msgs and vision is not None:
-            self._pubs['vision'] = self.create_lifecycle_publisher(
-                vision.Detection3DArray, params.vision_labels_topic, _own(RELIABLE_OUT), **_qos_overridable())
+        self._pubs = {}
+        create_publishers(self, params, self._pubs)
         for line in missing_interfaces(params):
             self.get_logger().warning(line)
         freeze_long_lived()
@@ -116,8 +88,8 @@ class BlendClipNode(LifecycleNode):
         self._subs = []  # appended one by one: a failure half-way still drops what was made
         try:
             for msg_type, topic, callback, qos, raw in self.inputs.subscriptions():
-                self._subs.append(self.create_subscription(msg_type, topic, callback, _own(qos), raw=raw,
-                                                           **_qos_overridable()))
+                self._subs.append(self.create_subscription(msg_type, topic, callback, own(qos), raw=raw,
+                                                           **qos_overridable()))
         except Exception as exc:  # noqa: BLE001 - e.g. an invalid topic name: stay inactive, say why
             self._drop_subscriptions()
             return self._failed('activate', exc)
@@ -199,10 +171,7 @@ class BlendClipNode(LifecycleNode):
             self.warn(outcome.warn_kind, outcome.message)
         t_built = time.perf_counter()
         pubs['labels'].publish(outcome.labels_cdr)  # already serialised: the bytes label-bag writes
-        if self.params.publish_markers and pubs['markers'].get_subscription_count() > 0:
-            pubs['markers'].publish(outcome.markers())
-        if 'vision' in pubs and pubs['vision'].get_subscription_count() > 0:
-            pubs['vision'].publish(detection3d_array_from_labelled(outcome.labels, vision_msgs_types()))
+        publish_extras(pubs, self.params, outcome)
         self.stats.frame_published(outcome, t_start, t_built, time.perf_counter(),
                                    (self._now_ns() - pair.boxes_stamp_ns) / 1e6)
 
@@ -233,11 +202,7 @@ class BlendClipNode(LifecycleNode):
             prompt_templates=tuple(self.get_parameter('prompt_templates').value))
         decision = param_policy.review([(p.name, p.value) for p in parameters],
                                        self.state_label != 'unconfigured', current.vocabulary,
-                                       current.prompt_templates)
-        if decision.accepted and self.model is not None and 'vocabulary' in decision.updates:
-            reason = self.model.vocabulary_reason(decision.updates['vocabulary'])  # an exported model's own
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
+                                       current.prompt_templates, self.model)
         if decision.accepted and decision.updates and self.params is not None:  # else read at configure
             self.params = dataclasses.replace(self.params, **decision.updates)
             self.settings = frame.FrameSettings.from_params(self.params)

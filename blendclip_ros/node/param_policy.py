@@ -28,9 +28,10 @@ class Decision:
 
 
 def review(changes: Iterable[tuple[str, Any]], configured: bool, vocabulary: Sequence[str],
-           templates: Sequence[str]) -> Decision:
+           templates: Sequence[str], model: Any = None) -> Decision:
     """changes: (name, value) pairs set together; configured: the node is past configure; vocabulary,
-    templates: the current ones (a change of one is checked with the other)."""
+    templates: the current ones (a change of one is checked with the other); model: the loaded model,
+    whose `vocabulary_reason` may refuse labels it cannot embed (an exported model has only its own)."""
     updates = {}
     for name, value in changes:
         if name in P.DYNAMIC_NAMES:
@@ -45,6 +46,8 @@ def review(changes: Iterable[tuple[str, Any]], configured: bool, vocabulary: Seq
     if VOCABULARY_NAMES & updates.keys():
         reason = _vocabulary_problem(updates.get('vocabulary', vocabulary),
                                      updates.get('prompt_templates', templates))
+        if not reason and model is not None and 'vocabulary' in updates:
+            reason = model.vocabulary_reason(updates['vocabulary'])
         if reason:
             return Decision(reason)
     return Decision(updates=updates)

@@ -19,6 +19,8 @@ import yaml
 from node_harness import TEST_VOCABULARY, NodeClient, load_sample, sample_cloud, write_params
 from upstream import installed_prefix, prefix_env, require_rosidl_runtime_py, ros2
 
+from blendclip_core.pipeline import PipelineConfig
+
 START_TIMEOUT = 120.0  # torch + MiniLM import on a busy 2-core machine
 TOPICS = ('/vehicle/lidar/top', '/perception/boxes_3d', '/perception/open_vocab')
 NODE = '/blendclip'
@@ -90,8 +92,10 @@ def test_launched_node_labels_the_real_sweep_on_remapped_topics(launched, client
     assert labelled and all(o.label in TEST_VOCABULARY for o in labelled)
     assert labels.model == 'tiny-node-test'  # the params file's checkpoint, not the packaged default
     assert client.vocabularies[-1].labels == TEST_VOCABULARY
-    recount = [o['points_in_box_recount'] for o in ann['objects']]
-    assert [o.num_points for o in labels.objects] == recount
+    # the points the encoder saw: each box's recount, 0 under the shipped min_points (NO_POINTS)
+    min_points = PipelineConfig().min_points
+    seen = [n if n >= min_points else 0 for n in (o['points_in_box_recount'] for o in ann['objects'])]
+    assert [o.num_points for o in labels.objects] == seen
     assert proc.poll() is None
 
 
