@@ -104,7 +104,7 @@ AMENT_CMAKE_AUTO := -Dament_cmake_auto_DIR=$(AMENT_CMAKE_AUTO_DIR)
 # What the installed package holds: a change to any of it reinstalls (cmake copies only what changed).
 # It is built from a copy in $(BUILD)/src, as colcon builds src/<package>: CMake refuses to export
 # include dirs (the venv's numpy) that lie inside the source tree, and our venvs do.
-PACKAGE_FILES = CMakeLists.txt package.xml setup.py $(MSGS) $(shell find blendclip_core blendclip_ros training launch config scripts models -type f -not -name "*.pyc" 2>/dev/null)
+PACKAGE_FILES = CMakeLists.txt package.xml setup.py $(MSGS) $(shell find blendclip_core blendclip_ros training launch config scripts models cmake -type f -not -name "*.pyc" 2>/dev/null)
 
 ifeq ($(wildcard $(UPSTREAM)/launch_ros/launch_ros),)
 prefix:

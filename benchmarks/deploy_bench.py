@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {'results': {}, 'runs': {}}
     doc['results'].update(results)
     doc['runs'][device.type] = run
+    # the results format's top-level fields: every machine that contributed keys (runs: which gave which)
+    doc['device'] = '; '.join(f'{kind}: {r["device"]}' for kind, r in sorted(doc['runs'].items()))
+    doc['date'] = run['date']
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1, sort_keys=True) + '\n')
     print(json.dumps({**run, **results}, indent=1))

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -87,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--sample', type=Path, default=SAMPLE)
     p.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results' / 'proxy_mining.json')
     args = p.parse_args(argv)
-    result = {'benchmark': 'proxy_mining', 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d'),
+    date = datetime.now(timezone.utc).isoformat(timespec='seconds')
+    result = {'device': f'{cpu_name()} (CPU)', 'date': date,
               'data': 'nuScenes sample (1 key frame, 6 cameras), cam_instances as the 2D detector',
-              **run(args.sample)}
+              'results': run(args.sample)}
     args.out.write_text(json.dumps(result, indent=1) + '\n')
     print(json.dumps(result, indent=1))
     return 0

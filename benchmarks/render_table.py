@@ -48,6 +48,19 @@ HEADLINE = [
     ('real_eval', 'nuscenes_top1_min5', '', None),
     ('real_eval', 'kitti_top1_min5', '', None),
     ('real_eval', 'train_av2_top1_min5', '', None),
+    ('reliability', 'fuzz_messages', '>= 10,000', lambda v: v >= 10000),
+    ('reliability', 'fuzz_node_crashes', '0', lambda v: v == 0),
+    ('reliability', 'fuzz_valid_frames_answered_fraction', '1.0', lambda v: v == 1.0),
+    ('reliability', 'fuzz_rss_growth_mb', '', None),
+    ('reliability', 'worst_frame_ms', '< 1000 ms', lambda v: v < 1000),
+    ('reliability', 'vocab_change_max_gap_ms', '<= one frame period beyond the normal gap', None),
+    ('reliability', 'vocab_change_baseline_max_gap_ms', '', None),
+    ('deploy', 'frame64_realistic_ms_p50_eager', '', None),
+    ('deploy', 'frame64_realistic_ms_p50_aoti', '<= 1.2 ms (H100, best format)', None),
+    ('deploy', 'frame64_realistic_ms_p50_onnx', '<= 1.2 ms (H100, best format)', None),
+    ('depth_views', 'depth_views_frame64_ms_p50', '', None),
+    ('proxy_mining', 'proxy_recall_20pts', '>= 0.80', lambda v: v >= 0.80),
+    ('proxy_mining', 'proxy_precision', '', None),
 ]
 
 

@@ -1,8 +1,8 @@
-# For the PyPI "ros-*" wheels only, injected into an upstream package's configure by the Makefile
-# (-DCMAKE_PROJECT_INCLUDE=...): the wheels' exported *__rosidl_generator_py targets list include dirs
-# of the manylinux build container, which do not exist here and fail CMake's generate step. At the end
-# of the configure (when every imported target exists) keep only include dirs that exist. Our own
-# CMakeLists.txt carries the same block inline; on a ROS 2 install this removes nothing.
+# For the PyPI "ros-*" wheels only, included by our CMakeLists.txt and injected into an upstream
+# package's configure by the Makefile (-DCMAKE_PROJECT_INCLUDE=...): the wheels' exported
+# *__rosidl_generator_py targets list include dirs of the manylinux build container, which do not exist
+# here and fail CMake's generate step. At the end of the configure (when every imported target exists)
+# keep only include dirs that exist. On a ROS 2 install this removes nothing.
 function(_blendclip_drop_missing_include_dirs)
   get_directory_property(_imported_targets DIRECTORY ${CMAKE_SOURCE_DIR} IMPORTED_TARGETS)
   foreach(_t IN LISTS _imported_targets)
