@@ -199,11 +199,12 @@ def write_labelled_bag(src: Path, dst: Path, labels: list[bytes]) -> None:
     from blendclip.msg import LabelledObjectArray
     from blendclip_ros.bag import typestore as tsm
     from blendclip_ros.bag.writer import BagWriter
+    from blendclip_ros.conversions.stamps import stamp_to_ns
 
     by_stamp = {}
     for raw in labels:
         h = deserialize_message(raw, LabelledObjectArray).header
-        by_stamp[h.stamp.sec * 10**9 + h.stamp.nanosec] = raw
+        by_stamp[stamp_to_ns(h.stamp)] = raw
     with AnyReader([src]) as reader, BagWriter(dst, tsm.make_typestore(tsm.DEFAULT_DISTRO)) as bag:
         clouds = {}
         for conn, t, raw in reader.messages():
@@ -212,7 +213,7 @@ def write_labelled_bag(src: Path, dst: Path, labels: list[bytes]) -> None:
             bag.write_raw(conn.topic, conn.msgtype, t, raw)
             if conn.topic == '/lidar/points':
                 msg = reader.deserialize(raw, conn.msgtype)
-                clouds[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = t
+                clouds[stamp_to_ns(msg.header.stamp)] = t
         for stamp, raw in sorted(by_stamp.items()):
             bag.write_raw(LABELS_TOPIC, LABELLED_OBJECT_ARRAY, clouds.get(stamp, stamp), raw)
 

@@ -14,6 +14,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 
 from blendclip_core.evaluation.labelled import LabelledFrame, Prediction
 from blendclip_core.geometry import Boxes, quaternion_to_matrix
+from blendclip_ros.conversions.stamps import stamp_to_ns
 
 from .corrupt import CorruptMessages
 from .writer import is_bag_temporary
@@ -45,7 +46,7 @@ def check_bag_complete(path: Path) -> None:
 
 
 def _stamp(header) -> int:
-    return header.stamp.sec * 10**9 + header.stamp.nanosec
+    return stamp_to_ns(header.stamp)
 
 
 def _boxes(objects, frame_id: str) -> Boxes:

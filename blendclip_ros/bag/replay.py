@@ -23,6 +23,8 @@ from pathlib import Path
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import QosDurability
 
+from blendclip_ros.conversions.stamps import split_ns
+
 log = logging.getLogger(__name__)
 
 SENSOR_TYPES = frozenset({'sensor_msgs/msg/PointCloud2', 'sensor_msgs/msg/Image',
@@ -58,10 +60,17 @@ class ReplayConfig:
     settle: float = 0.5
 
 
+# Every CDR message starts with a 4-byte encapsulation header. Fast DDS stalls a reliable stream at a
+# zero-length payload (its later samples wait until the writer's history drops it; Jazzy and Kilted
+# alike), so records shorter than that are counted, not sent; every other record goes out byte for byte.
+CDR_HEADER_BYTES = 4
+
+
 @dataclass
 class ReplayStats:
     published: dict[str, int] = field(default_factory=dict)
     skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> why
+    not_messages: dict[str, int] = field(default_factory=dict)  # topic -> records under a CDR header
     loops: int = 0
     seconds: float = 0.0
 
@@ -70,6 +79,8 @@ class ReplayStats:
                f'({self.loops} pass{"es" if self.loops != 1 else ""})']
         out += [f'  {t}: {n}' for t, n in sorted(self.published.items())]
         out += [f'  skipped {t}: {why}' for t, why in sorted(self.skipped_topics.items())]
+        out += [f'  not sent {t}: {n} record(s) shorter than a CDR header'
+                for t, n in sorted(self.not_messages.items())]
         return out
 
 
@@ -182,6 +193,9 @@ class Replayer:
                 wall0, bag0 = time.monotonic(), t
             self._wait_until(t, wall0, bag0, should_stop)
             self._publish_clock(t)
+            if len(raw) < CDR_HEADER_BYTES:  # no message; an empty payload stalls a reliable DDS stream
+                self.stats.not_messages[conn.topic] = self.stats.not_messages.get(conn.topic, 0) + 1
+                continue
             self.publishers[conn.topic].publish(bytes(raw))
             self.stats.published[conn.topic] += 1
 
@@ -203,7 +217,7 @@ class Replayer:
     def _publish_clock(self, t_ns: int) -> None:
         if self.clock_pub is not None:
             msg = self._clock_cls()
-            msg.clock.sec, msg.clock.nanosec = t_ns // 10**9, t_ns % 10**9
+            msg.clock.sec, msg.clock.nanosec = split_ns(t_ns)
             self.clock_pub.publish(msg)
 
     def _flush(self) -> None:

@@ -17,6 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from blendclip_core.atomic import TMP_MARK, stale_temporaries, temporary_name
 from blendclip_core.geometry import Boxes
+from blendclip_ros.conversions.stamps import split_ns
 
 from . import typestore as tsm
 
@@ -115,8 +116,8 @@ class MessageFactory:
         return self.store.serialize_cdr(msg, msg.__msgtype__)
 
     def header(self, stamp_ns: int, frame_id: str):
-        return self.Header(stamp=self.Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)),
-                           frame_id=frame_id)
+        sec, nanosec = split_ns(stamp_ns)
+        return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def cloud(self, points: np.ndarray, stamp_ns: int, frame_id: str):
         """Structured array -> PointCloud2 (height 1, little-endian, fields in dtype order)."""

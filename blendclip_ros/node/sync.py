@@ -10,7 +10,9 @@ One bad stamp must not poison the ordering state (`_last_paired_ns`), or every l
 stale until a reset:
 - a stamp more than `max_future_ns` ahead of the clock is dropped before it can pair (`from_future`);
   skipped while the clock reads 0 (simulated time before the first /clock message); a pair stamped
-  ahead of the clock within that bound is labelled, but later stamps need only beat the clock;
+  ahead of the clock within that bound is labelled but does not move the ordering point, so the
+  correctly stamped frames after it are not stale (a sensor clock running ahead of the node's thus
+  turns the stale check off for that sensor, rather than losing its frames);
 - a stamp more than `jump_back_ns` older than the last pair may be a restart (bag loop, clock reset) or
   one bad message: it waits in queues of its own (`jumped_back`), and only when a cloud and a box array
   from there pair with each other are the old queues and the last pair forgotten (`resets`) and the new
@@ -140,17 +142,12 @@ class StampSynchronizer:
             pair = self._match(self._past if verdict == PAST else self._queues, stream, stamp_ns, msg)
             if pair is not None and verdict == PAST:  # the stamps restarted: take up the new timeline
                 self._restart()
-            if pair is not None:
-                newest = max(pair.cloud_stamp_ns, pair.boxes_stamp_ns)
-                self._last_paired_ns = self._ordering_stamp(newest, now_ns)
+            newest = max(pair.cloud_stamp_ns, pair.boxes_stamp_ns) if pair is not None else None
+            if newest is not None and not (now_ns is not None and 0 < now_ns < newest):
+                self._last_paired_ns = newest
+            # A pair stamped ahead of the clock (within the future bound, or nanosec out of range) is
+            # labelled but orders nothing: later frames stamped before it, correctly, must not be stale.
             return pair
-
-    @staticmethod
-    def _ordering_stamp(stamp_ns: int, now_ns: int | None) -> int:
-        """What later stamps must beat: the pair's stamp, but never past the node clock. A pair stamped
-        ahead of the clock (within the future bound, or with nanosec out of range) is labelled, but
-        must not make the correctly stamped frames after it stale."""
-        return min(stamp_ns, now_ns) if now_ns is not None and now_ns > 0 else stamp_ns
 
     def _match(self, queues: dict[str, OrderedDict[int, Any]], stream: str, stamp_ns: int,
                msg: Any) -> Pair | None:

@@ -25,6 +25,7 @@ from rosbags.highlevel import AnyReader
 from blendclip_core.datasets.frame import CorruptInputError
 from blendclip_core.datasets.nuscenes import load_lidar_bin
 from blendclip_ros.bag import nuscenes2bag
+from blendclip_ros.conversions.stamps import stamp_to_ns
 
 CLOUD, BOXES, GT = '/lidar/points', '/detections', '/ground_truth/categories'
 
@@ -39,7 +40,7 @@ def read_bag(path: Path) -> dict[str, list]:
 
 
 def stamp_ns(header) -> int:
-    return header.stamp.sec * 10**9 + header.stamp.nanosec
+    return stamp_to_ns(header.stamp)
 
 
 def assert_cloud_bit_exact(msg, pcd_bin: Path) -> None:

@@ -22,6 +22,7 @@ from nuscenes.nuscenes import NuScenes
 from rosbags.highlevel import AnyReader
 
 from blendclip_ros.bag import label_bag, nuscenes2bag
+from blendclip_ros.conversions.stamps import stamp_to_ns
 from training import evaluate
 
 PY = sys.executable
@@ -45,7 +46,7 @@ def read_topic(path, topic):
 
 
 def stamp(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def record_live(bag, params_file, n_frames: int) -> list:

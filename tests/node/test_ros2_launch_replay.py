@@ -15,6 +15,8 @@ from node_harness import REPO, NodeClient, write_params
 from rosbags.highlevel import AnyReader
 from upstream import installed_prefix, prefix_env
 
+from blendclip_ros.conversions.stamps import stamp_to_ns
+
 TIMEOUT_S = 150.0
 
 
@@ -64,6 +66,6 @@ def test_replay_launch_labels_the_bag_and_stops_on_sigint(sample_bag, tiny_check
     assert rc == 0 and 'blendclip_node-1]: process has finished cleanly' in log, log[-3000:]
     assert len(client.labels) == len(boxes_in) >= 1, log[-3000:]
     for (stamp, labels), boxes in zip(sorted(client.labels.items()), boxes_in):
-        assert stamp == boxes.header.stamp.sec * 10**9 + boxes.header.stamp.nanosec
+        assert stamp == stamp_to_ns(boxes.header.stamp)
         assert [o.id for o in labels.objects] == [b.id for b in boxes.boxes]
         assert sum(o.status == 0 for o in labels.objects) > 0

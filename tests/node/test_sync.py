@@ -167,6 +167,12 @@ def test_a_pair_stamped_ahead_of_the_clock_does_not_make_later_frames_stale():
     s.add_cloud(now + 100 * MS, 'c', now_ns=now + 100 * MS)
     assert s.add_boxes(now + 100 * MS, 'b', now_ns=now + 100 * MS).cloud == 'c'
     assert s.counters.stale == 0
+    # a frame stamped before the ahead pair was formed but delivered after it is not stale either
+    s.add_cloud(now + 4 * S, 'c-ahead2', now_ns=now + 300 * MS)
+    assert s.add_boxes(now + 4 * S, 'b-ahead2', now_ns=now + 300 * MS) is not None
+    s.add_cloud(now + 200 * MS, 'c-late', now_ns=now + 310 * MS)
+    assert s.add_boxes(now + 200 * MS, 'b-late', now_ns=now + 310 * MS).cloud == 'c-late'
+    assert s.counters.stale == 0
     # without a clock (simulated time before /clock) the pair's own stamp orders, as before
     s = StampSynchronizer(max_future_ns=5 * S)
     s.add_cloud(now, 'c', now_ns=0)

@@ -29,6 +29,7 @@ from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from upstream import import_from_source
 
+from blendclip_ros.conversions.stamps import stamp_to_ns
 from blendclip_ros.node.sync import StampSynchronizer
 
 MS = 1_000_000
@@ -46,7 +47,7 @@ def _msg(stamp_ns: int) -> SimpleNamespace:
 
 
 def _ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 class Reference:
