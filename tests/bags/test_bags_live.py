@@ -69,6 +69,13 @@ def record_live(bag, params_file, n_frames: int) -> list:
     executor.add_node(rec)
     replay = None
     try:
+        # The labels publisher must be matched before the first frame: labels published earlier are
+        # lost (reliable, not transient local), and replay waits only for the node's subscriptions.
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline and rec.count_publishers('/blendclip/objects') == 0 \
+                and node.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        executor.spin_once(timeout_sec=0.5)
         # Clouds are sent 2 s apart (rate 0.25): the node's worker keeps only the latest frame, so the
         # replay must not outrun a loaded 2-core CI machine.
         replay = subprocess.Popen([PY, '-m', 'blendclip_ros.bag.replay', str(bag), '--rate', '0.25',
