@@ -153,6 +153,11 @@ def label_with_node(bag: Path, out: Path, checkpoint: str, vocabulary: list[str]
                             stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
     replay = None
     try:
+        # Labels published before this recorder has matched the node's publisher are lost (reliable, not
+        # transient local) and replay waits only for the node's subscriptions: match first.
+        recorder.spin_until(lambda: recorder.node.count_publishers(LABELS_TOPIC) > 0, timeout,
+                            alive=lambda: node.poll() is None)
+        recorder.spin_until(lambda: False, 0.5)
         replay = subprocess.Popen([sys.executable, '-m', 'blendclip_ros.bag.replay', str(bag),
                                    '--wait-for-subscribers', '1', '--wait-timeout', str(timeout)],
                                   stdout=open(out / 'replay.log', 'w'), stderr=subprocess.STDOUT, env=_env(),
