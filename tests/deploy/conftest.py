@@ -1,21 +1,18 @@
 """Fixtures of the deployment tests: a tiny checkpoint, its two exports (compiled once per session),
 the eager classifier they are compared with, and the real nuScenes sweep."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.sample import load_sweep
 
 from blendclip_core.checkpoint import ModelCard, save_checkpoint
 from blendclip_core.classifier import ZeroShotClassifier
 from blendclip_core.encoder import create_model
 from blendclip_core.export import export_artefact
-from blendclip_core.geometry import Boxes
 from blendclip_core.vocabulary import DRIVING
-
-SAMPLE = Path(__file__).resolve().parents[2] / 'data' / 'nuscenes_sample'
 
 
 @pytest.fixture(autouse=True)
@@ -56,10 +53,4 @@ def eager(tiny_checkpoint) -> ZeroShotClassifier:
 @pytest.fixture(scope='session')
 def nuscenes_sweep():
     """(points (M, 5) float32, Boxes) of the real LIDAR_TOP sweep (69 labelled boxes)."""
-    meta = json.loads((SAMPLE / 'annotations_lidar.json').read_text())
-    points = np.fromfile(SAMPLE / meta['lidar_file'], dtype=np.float32).reshape(-1, 5)
-    objects = meta['objects']
-    boxes = Boxes.from_yaw([o['center_xyz'] for o in objects], [o['size_lwh'] for o in objects],
-                           [o['yaw'] for o in objects], ids=[str(o['index']) for o in objects],
-                           frame_id='LIDAR_TOP')
-    return points, boxes
+    return load_sweep()[:2]

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from helpers.nuscenes_dataroot import make_nuscenes_dataroot
+from helpers.sample import TINY_CLIP
 
 from blendclip_core.data.datasets import TripletDataset
 from blendclip_core.mining.lifting import GroundMap, clusters, fit_rectangle
@@ -17,11 +18,6 @@ pytest.importorskip('nuscenes')
 open_clip = pytest.importorskip('open_clip')
 pytestmark = pytest.mark.timeout(300)
 
-TINY_CLIP = {
-    'embed_dim': 32,
-    'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 16, 'head_width': 16},
-    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1},
-}
 
 
 def test_rectangle_ground_and_clusters():

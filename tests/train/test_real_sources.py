@@ -5,6 +5,7 @@ eval set), OpenCLIP as the text space for the evaluation vocabulary, toy shapes 
 import json
 
 import pytest
+from helpers.sample import TINY_CLIP
 
 from blendclip_core.data.datasets import TripletDataset
 
@@ -13,11 +14,6 @@ open_clip = pytest.importorskip('open_clip')
 
 pytestmark = pytest.mark.timeout(300)
 
-TINY_CLIP = {
-    'embed_dim': 32,
-    'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 16, 'head_width': 16},
-    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1},
-}
 
 
 def test_train_on_mined_and_embedded_shards(tmp_path):
