@@ -3,7 +3,8 @@
 Topics (see docs/bags.md): /lidar/points PointCloud2 in LIDAR_TOP (x, y, z, intensity float32,
 ring uint16 [, time float32 with --sweeps > 1]); /detections DetectedBoxArray in the same frame, from
 ground truth or a detector's results file; /ground_truth/categories LabelledObjectArray (label = the
-benchmark class, detector_label = fine category); /tf_static base_link -> sensors, /tf map -> base_link;
+benchmark class, detector_label = fine category) [and with --vision-ground-truth the same boxes as
+vision_msgs/Detection3DArray on /ground_truth/detections]; /tf_static base_link -> sensors, /tf map -> base_link;
 with --cameras /cameras/<CAM>/image/compressed + camera_info.
 
   blendclip-nuscenes2bag --dataroot /data/nuscenes --version v1.0-mini --scenes scene-0061 out_bag
@@ -43,6 +44,7 @@ class ConvertConfig:
     distro: str = tsm.DEFAULT_DISTRO  # standard message definitions to embed
     cameras: bool = False  # also write the camera images of each keyframe
     min_score: float = 0.0  # detections below this score are left out (results-file mode only)
+    vision_ground_truth: bool = False  # also the ground truth as vision_msgs/Detection3DArray
     topics: Topics = field(default_factory=Topics)
 
 
@@ -110,6 +112,8 @@ class FrameWriter:
         self.bag.write(topics.detections, t, m.detected_boxes(boxes, t))
         self.bag.write(topics.ground_truth, t, m.ground_truth(gt, classes, frame.num_lidar_points, t,
                                                               self.gt_version))
+        if self.config.vision_ground_truth:
+            self.bag.write(topics.ground_truth_vision, t, m.ground_truth_detections(gt, classes, t))
         for cam in frame.cameras:
             self._write_camera(cam)
         s = self.summary
@@ -150,7 +154,7 @@ def convert(frames, out: str | Path, config: ConvertConfig | None = None,
             gt_version: str = 'nuscenes-detection') -> Summary:
     """Write every frame of `frames` (a source: iterable of Frame with len) into a new bag at `out`."""
     config = config or ConvertConfig()
-    store = tsm.make_typestore(config.distro)
+    store = tsm.make_typestore(config.distro, ('vision_msgs',) if config.vision_ground_truth else ())
     start = time.perf_counter()
     with BagWriter(out, store, config.storage, config.version) as bag:
         writer = FrameWriter(bag, config, detections, gt_version, getattr(frames, 'time_field', False))
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--detections', type=Path,
                    help='nuScenes detection-submission results JSON to publish instead of ground-truth boxes')
     p.add_argument('--min-score', type=float, default=0.0, help='drop detections below this score')
+    p.add_argument('--vision-ground-truth', action='store_true',
+                   help='also write the ground truth as vision_msgs/Detection3DArray on /ground_truth/detections '
+                        '(needs vision_msgs installed: its share/vision_msgs/msg on AMENT_PREFIX_PATH)')
     p.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     p.add_argument('--bag-version', type=int, choices=BAG_VERSIONS, default=9,
                    help='rosbag2 format: 9 for Jazzy/Kilted, 8 for Humble')
@@ -202,7 +209,8 @@ def main(argv=None) -> int:
         parser.error('give the output bag once, as OUT or --out')
     args.out = args.out or args.out_option
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    config = ConvertConfig(args.storage, args.bag_version, args.distro, args.cameras, args.min_score)
+    config = ConvertConfig(args.storage, args.bag_version, args.distro, args.cameras, args.min_score,
+                           args.vision_ground_truth)
     try:
         if args.sample_dir is not None:
             source = SampleDirSource(args.sample_dir, cameras=args.cameras)

@@ -31,40 +31,46 @@ POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
+DETECTION3D_ARRAY = 'vision_msgs/msg/Detection3DArray'
 MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
 CLOCK = 'rosgraph_msgs/msg/Clock'
 
 
 class MessageDefinitionsNotFoundError(FileNotFoundError):
-    """Our msg/*.msg files are neither in the source tree nor in an installed share/blendclip."""
+    """A package's msg/*.msg files are neither in the source tree nor in an installed share/<package>."""
 
 
-def msg_dir() -> Path:
-    """Where our .msg files are: the source tree first, then share/blendclip/msg of an install."""
-    candidates = [Path(__file__).resolve().parents[2] / 'msg']
+def msg_dir(package: str = PACKAGE) -> Path:
+    """Where a package's .msg files are: our source tree first (for our own), then share/<package>/msg
+    of each prefix on AMENT_PREFIX_PATH (an install, or a sourced workspace that built the package)."""
+    candidates = [Path(__file__).resolve().parents[2] / 'msg'] if package == PACKAGE else []
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
         if prefix:
-            candidates.append(Path(prefix) / 'share' / PACKAGE / 'msg')
+            candidates.append(Path(prefix) / 'share' / package / 'msg')
     for cand in candidates:
         if any(cand.glob('*.msg')):
             return cand
     raise MessageDefinitionsNotFoundError(
-        f'no {PACKAGE} .msg files in any of: {", ".join(str(c) for c in candidates)}')
+        f'no {package} .msg files in any of: {", ".join(str(c) for c in candidates) or "(AMENT_PREFIX_PATH is empty)"}'
+        + ('' if package == PACKAGE else f'; install {package} (or source the workspace that built it)'))
 
 
-def our_types(directory: Path | None = None) -> dict:
-    """rosbags field definitions of every msg/*.msg, keyed 'blendclip/msg/<Name>'."""
-    directory = msg_dir() if directory is None else Path(directory)
+def package_types(package: str = PACKAGE, directory: Path | None = None) -> dict:
+    """rosbags field definitions of every msg/*.msg of `package`, keyed '<package>/msg/<Name>'."""
+    directory = msg_dir(package) if directory is None else Path(directory)
     types: dict = {}
     for path in sorted(directory.glob('*.msg')):
-        types.update(get_types_from_msg(path.read_text(), f'{PACKAGE}/msg/{path.stem}'))
+        types.update(get_types_from_msg(path.read_text(), f'{package}/msg/{path.stem}'))
     return types
 
 
-def make_typestore(distro: str = DEFAULT_DISTRO) -> Typestore:
-    """The distro's standard types plus ours."""
+def make_typestore(distro: str = DEFAULT_DISTRO, installed: tuple[str, ...] = ()) -> Typestore:
+    """The distro's standard types plus ours, plus those of the `installed` packages (e.g. vision_msgs,
+    read from its share/ folder: rosbags does not hold it)."""
     if distro not in DISTROS:
         raise ValueError(f'unknown distro {distro!r}; choose one of {sorted(DISTROS)}')
     store = get_typestore(DISTROS[distro])
-    store.register(our_types())
+    store.register(package_types())
+    for package in installed:
+        store.register(package_types(package))
     return store

@@ -44,6 +44,7 @@ class Topics:
     cloud: str = '/lidar/points'
     detections: str = '/detections'
     ground_truth: str = '/ground_truth/categories'
+    ground_truth_vision: str = '/ground_truth/detections'  # with --vision-ground-truth
     tf: str = '/tf'
     tf_static: str = '/tf_static'
     cameras: str = '/cameras'  # + '/<CHANNEL>/image/compressed' and '/<CHANNEL>/camera_info'
@@ -167,6 +168,24 @@ class MessageFactory:
         return self.store.types[tsm.LABELLED_OBJECT_ARRAY](
             header=self.header(stamp_ns, boxes.frame_id), objects=items, vocabulary_version=version,
             model='ground_truth')
+
+    def ground_truth_detections(self, boxes: Boxes, classes, stamp_ns: int):
+        """GT as vision_msgs/Detection3DArray (the store must hold vision_msgs): one hypothesis per
+        labelled box (class_id = benchmark class, score 1), boxes outside the classes without results,
+        as the node's vision_msgs output writes unlabelled objects (conversions/vision.py)."""
+        t = self.store.types
+        det_t, bbox_t = t['vision_msgs/msg/Detection3D'], t['vision_msgs/msg/BoundingBox3D']
+        hyp_t, hyp_pose_t = t['vision_msgs/msg/ObjectHypothesis'], t['vision_msgs/msg/ObjectHypothesisWithPose']
+        cov_t = t['geometry_msgs/msg/PoseWithCovariance']
+        header = self.header(stamp_ns, boxes.frame_id)
+        items = []
+        for i in range(len(boxes)):
+            pose = self.pose(boxes.centers[i], boxes.quaternions[i])
+            results = [hyp_pose_t(hypothesis=hyp_t(class_id=classes[i], score=1.0),
+                                  pose=cov_t(pose=pose, covariance=np.zeros(36)))] if classes[i] else []
+            items.append(det_t(header=header, results=results, id=boxes.ids[i],
+                               bbox=bbox_t(center=pose, size=self.vector(boxes.sizes[i]))))
+        return t[tsm.DETECTION3D_ARRAY](header=header, detections=items)
 
     def transforms(self, items):
         """items: (stamp_ns, parent, child, Rigid) -> TFMessage."""

@@ -332,3 +332,47 @@ def test_killed_conversion_leaves_no_bag_and_rerun_needs_no_cleanup(tmp_path):
     assert done.returncode == 0, done.stderr
     assert len(read_bag(out)[CLOUD]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ['out', 'root']  # the leftover is gone
+
+
+def test_ground_truth_as_vision_msgs(sample_dir, tmp_path):
+    """--vision-ground-truth: the same boxes and classes as /ground_truth/categories, as a
+    vision_msgs/Detection3DArray that rosidl's own typesupport (built from ../shared/upstream) decodes
+    and whose type hash is rosidl's."""
+    from installed_msgs import import_msgs, msgs_env, msgs_prefix
+    prefix = msgs_prefix('vision_msgs')
+    out = tmp_path / 'vision_gt'
+    run = subprocess.run([sys.executable, '-m', 'blendclip_ros.bag.nuscenes2bag', str(out), '--sample-dir',
+                          str(sample_dir), '--vision-ground-truth', '--no-progress'],
+                         capture_output=True, text=True, timeout=120, env=msgs_env(prefix, dict(os.environ)))
+    assert run.returncode == 0, run.stderr
+    assert '/ground_truth/detections: 1 messages' in run.stdout
+    topics = read_bag(out)
+    (_, gt, _), = topics[GT]
+    (_, dets, raw), = topics['/ground_truth/detections']
+    assert stamp_ns(dets.header) == stamp_ns(gt.header) and dets.header.frame_id == gt.header.frame_id
+    assert len(dets.detections) == len(gt.objects) == 69
+    for det, obj in zip(dets.detections, gt.objects):
+        assert det.id == obj.id
+        assert det.bbox.center == obj.pose and det.bbox.size == obj.size
+        assert [r.hypothesis.class_id for r in det.results] == ([obj.label] if obj.label else [])
+        assert all(r.hypothesis.score == 1.0 for r in det.results)
+    msg = import_msgs(prefix, 'vision_msgs')
+    from rclpy.serialization import deserialize_message
+    decoded = deserialize_message(bytes(raw), msg.Detection3DArray)
+    assert [d.results[0].hypothesis.class_id if d.results else '' for d in decoded.detections] == \
+        [o.label for o in gt.objects]
+    ref = json.loads((prefix / 'share/vision_msgs/msg/Detection3DArray.json').read_text())
+    hashes = {h['type_name']: h['hash_string'] for h in ref['type_hashes']}
+    with AnyReader([out]) as reader:
+        conn, = [c for c in reader.connections if c.topic == '/ground_truth/detections']
+        assert conn.digest == hashes['vision_msgs/msg/Detection3DArray']
+
+
+def test_ground_truth_as_vision_msgs_without_vision_msgs(sample_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('AMENT_PREFIX_PATH', sys.prefix)  # the venv: the wheels, no vision_msgs
+    out = tmp_path / 'no_vision'
+    assert nuscenes2bag.main([str(out), '--sample-dir', str(sample_dir), '--vision-ground-truth',
+                              '--no-progress']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'no vision_msgs .msg files' in err and 'install vision_msgs' in err
+    assert not out.exists()
