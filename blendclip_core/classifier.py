@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blendclip_core.normalization import DEFAULT_CAP, NORMALIZATIONS, normalize_objects
+from blendclip_core.normalization import (
+    DEFAULT_CAP,
+    NORMALIZATIONS,
+    append_box_size,
+    box_size_input,
+    normalize_objects,
+    points_box_size,
+)
 from blendclip_core.text_space import (
     CachedTextSpace,
     TextEmbeddingCache,
@@ -182,7 +189,11 @@ class ZeroShotClassifier:
         return self.logit_scale * self.embed(batch) @ vocab.embeddings.T
 
     def prepare_inputs(self, batch: ObjectBatch) -> ObjectBatch:
-        """Cropped objects -> the encoder's inputs: the model's input normalisation and cap, once."""
+        """Cropped objects -> the encoder's inputs: the model's input normalisation and cap, once. A
+        model that takes the box size and gets objects without it (label_frame appends the detector's
+        box; predict and mined objects have none) gets each object's own extent (points_box_size)."""
+        if box_size_input(self.encoder) and batch.points.shape[1] == self.encoder.config.in_channels - 3:
+            batch = append_box_size(batch, points_box_size(batch))
         return normalize_objects(batch, self.input_normalization, self.input_max_points, self.input_cap,
                                  device=self.device)
 

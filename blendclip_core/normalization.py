@@ -81,6 +81,28 @@ def append_box_size(batch: ObjectBatch, sizes_lwh: np.ndarray) -> ObjectBatch:
                        batch.offsets.copy())
 
 
+def box_size_input(encoder) -> bool:
+    """Whether the encoder takes the box l/w/h as 3 extra channels (EncoderConfig.box_size_input)."""
+    return bool(getattr(getattr(encoder, 'config', None), 'box_size_input', False))
+
+
+def points_box_size(batch: ObjectBatch) -> np.ndarray:
+    """(B, 3) l/w/h of each object's own points, for objects that come without a box (predict, mined
+    triplets): the extent along the principal axes of its xy spread (l >= w, whatever the yaw) and its
+    z extent. It is the tight box of the points: a detector's box of a sparse object is larger.
+    """
+    out = np.zeros((len(batch), 3), np.float32)
+    for i in range(len(batch)):
+        xyz = batch.object(i)[:, :3].astype(np.float64)
+        if len(xyz) < 2:
+            continue
+        xy = xyz[:, :2] - xyz[:, :2].mean(0)
+        _, vecs = np.linalg.eigh(xy.T @ xy)
+        ext = np.ptp(xy @ vecs, axis=0)
+        out[i] = (ext.max(), ext.min(), np.ptp(xyz[:, 2]))
+    return out
+
+
 def unit_sphere(batch: ObjectBatch) -> np.ndarray:
     """(T, C) points with each object's xyz centred on its centroid and divided by its largest norm.
 

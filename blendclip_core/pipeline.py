@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blendclip_core.geometry import Boxes
-from blendclip_core.normalization import append_box_size
+from blendclip_core.normalization import append_box_size, box_size_input
 from blendclip_core.preprocess import CropLimits, CroppedObjects, crop_objects
 from blendclip_core.types import ObjectStatus, Predictions
 
@@ -76,7 +76,7 @@ def run_frame(points: np.ndarray, boxes: Boxes, classifier, config: PipelineConf
     """label_frame, also returning the cropped objects (for visualisation and debugging)."""
     config = config or PipelineConfig()
     t0 = time.perf_counter()
-    box_size = bool(getattr(getattr(classifier.encoder, 'config', None), 'box_size_input', False))
+    box_size = box_size_input(classifier.encoder)
     channels = config.channels or int(getattr(classifier.encoder, 'in_channels', 3)) - 3 * box_size
     cropped = crop_objects(points, boxes, margin=config.margin, max_points=_crop_cap(classifier, config),
                            min_points=config.min_points, canonical_yaw=config.canonical_yaw,

@@ -5,7 +5,9 @@
 The model is a checkpoint (None: the shipped default) or an exported artefact folder
 (blendclip-export); it is loaded once per (model, device) and kept, and a new vocabulary is embedded
 on the classifier it already has. Objects are centred on their bounding-box midpoint, the box-less
-stand-in for the box centre that cropping subtracts (pass centre=False for points already centred).
+stand-in for the box centre that cropping subtracts (pass centre=False for points already centred). A model
+that takes the box size (the shipped default) gets `box_sizes` when given (the detector's l/w/h), else the
+tight box of each object's points.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from blendclip_core.classifier import ZeroShotClassifier
+from blendclip_core.normalization import append_box_size, box_size_input
 from blendclip_core.types import ObjectBatch
 
 
@@ -31,7 +34,7 @@ def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Ten
             vocabulary: Sequence[str] | None = None, checkpoint: str | Path | None = None, *,
             lengths: Sequence[int] | np.ndarray | torch.Tensor | None = None, device: str = 'auto',
             centre: bool = True, classifier: str = 'points', depth_space: str | None = None,
-            ) -> LabelledObjects:
+            box_sizes: Sequence[Sequence[float]] | np.ndarray | None = None) -> LabelledObjects:
     """Best label and score per object.
 
     points: a list of (N_i, 3) arrays or tensors (N_i >= 1), or a padded (B, N, 3) batch with
@@ -43,9 +46,13 @@ def predict(points: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Ten
     classifier: 'points' (the model), 'depth_views' (OpenCLIP on depth renders, no checkpoint) or
         'both' (their mean logits); depth_space: the depth views' OpenCLIP spec (None: see
         blendclip_core.depth_views.load_classifier).
+    box_sizes: (B, 3) l/w/h in metres of each object's box, for models that take the box size (ignored
+        by others); None: each object's own extent (normalization.points_box_size).
     """
     batch = objects_batch(points, lengths, centre)
     model, default = _classifier(str(checkpoint or ''), device, classifier, depth_space or '')
+    if box_sizes is not None and box_size_input(model.encoder):
+        batch = append_box_size(batch, np.asarray(box_sizes, np.float32))
     labels = tuple(vocabulary) if vocabulary is not None else default
     if labels != model.labels:
         model.set_vocabulary(list(labels))

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from blendclip_core.normalization import box_size_input
 from blendclip_core.text_space import TextSpace, build_zero_shot_classifier, create_text_space
 from blendclip_core.train.config import TrainConfig
 from blendclip_core.train.sources import TripletPool
-from blendclip_core.train.step import autocast_for, box_size_input, embed_dim_of
+from blendclip_core.train.step import autocast_for, embed_dim_of
 
 
 def text_space_of(cfg: TrainConfig, dim: int) -> TextSpace:

@@ -22,6 +22,7 @@ from torch import nn
 
 from blendclip_core.atomic import remove_stale_temporaries
 from blendclip_core.checkpoint import CheckpointError, read_checkpoint
+from blendclip_core.normalization import box_size_input
 from blendclip_core.train import curriculum, distributed, optim
 from blendclip_core.train.checkpointing import (
     check_training_checkpoint,
@@ -45,7 +46,6 @@ from blendclip_core.train.sources import ComposerSpec, CurriculumBatches, build_
 from blendclip_core.train.step import (
     TrainModule,
     batch_to_device,
-    box_size_input,
     compile_encoder,
     create_encoder,
     embed_dim_of,

@@ -34,11 +34,6 @@ def embed_dim_of(encoder: nn.Module) -> int:
     return int(dim)
 
 
-def box_size_input(encoder: nn.Module) -> bool:
-    """Whether the encoder takes the box l/w/h as 3 extra channels (EncoderConfig.box_size_input)."""
-    return bool(getattr(getattr(encoder, 'config', None), 'box_size_input', False))
-
-
 def compile_encoder(encoder: nn.Module, dynamic: bool | None = None) -> None:
     """torch.compile the heavy submodules in place (tokenizer, transformer blocks): the host-side
     planning stays eager, and state_dict keys do not change (Module.compile wraps the call only)."""

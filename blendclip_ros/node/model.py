@@ -85,9 +85,14 @@ def load_model(params: NodeParams) -> LoadedModel:
     path = model_path(params.checkpoint)
     fmt = model_format(path, params.model_format)
     classifier, own_labels = LOADERS[fmt](path, params)
-    channels = int(classifier.encoder.config.in_channels)
-    if channels != 3:
-        raise ValueError(f'{path}: the encoder takes {channels} input channels; the node feeds xyz only')
+    from blendclip_core.normalization import box_size_input
+
+    config = classifier.encoder.config
+    point_channels = int(config.in_channels) - 3 * box_size_input(classifier.encoder)
+    if point_channels != 3:  # xyz from the cloud (+ the box l/w/h, which label_frame appends)
+        raise ValueError(f'{path}: the encoder takes {config.in_channels} input channels '
+                         f'({point_channels} per point); the node feeds xyz'
+                         + (' and the box size' if box_size_input(classifier.encoder) else ' only'))
     return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec,
                        fmt, own_labels)
 

@@ -58,3 +58,20 @@ def test_predict_input_errors():
         objects_batch(np.ones((2, 5, 3)), lengths=[1, 6])
     batch = objects_batch([np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])])
     np.testing.assert_allclose(batch.points, [[-1, 0, 1], [1, 0, -1]])  # centred on the box midpoint
+
+
+def test_predict_with_the_shipped_default_takes_box_sizes():
+    """The shipped default takes the box size: given boxes reach it, and without them each object's own
+    extent does (the same as passing that extent)."""
+    from blendclip_core.normalization import points_box_size
+
+    rng = np.random.default_rng(3)
+    objs = [rng.uniform(-0.5, 0.5, (60, 3)) * [4.4, 1.8, 1.5],
+            rng.uniform(-0.5, 0.5, (30, 3)) * [0.5, 0.5, 1.7]]
+    implicit = blendclip_core.predict(objs, device='cpu')
+    own = points_box_size(objects_batch(objs))
+    explicit = blendclip_core.predict(objs, device='cpu', box_sizes=own)
+    assert implicit.labels == explicit.labels
+    np.testing.assert_allclose(implicit.scores, explicit.scores, atol=1e-6)
+    swapped = blendclip_core.predict(objs, device='cpu', box_sizes=own[::-1])
+    assert not np.allclose(swapped.scores, implicit.scores, atol=1e-3)
