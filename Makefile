@@ -150,6 +150,7 @@ demo: env
 # measured accuracy written into the checkpoint. Minutes on a GPU; see docs/model_card.md for a CPU.
 default-model: env
 	$(PY) -m blendclip_core.synthetic.build --out runs/data/driving --workers 2
+	$(PY) -m blendclip_core.datasets.real_source --out runs/data/driving/av2_train.npz
 	$(PY) -m training.train --config training/configs/default_model.yaml
 	$(PY) -m blendclip_core.synthetic.finalize --encoder runs/default_model/encoder.pt \
 	  --train-summary runs/default_model/summary.json

@@ -1,6 +1,6 @@
 """The curriculum experiment with real objects (#16 item 4): synthetic only vs a static 1.5 % real share vs
 the ramp to 30 %, where the real side is the simulated scans plus the AV2 training share
-(training/configs/default_model_real.yaml's `data.real`), each scored on the real dev set through
+(training/configs/default_model.yaml's `data.real`), each scored on the real dev set through
 label_frame (benchmarks/real_eval.py) and on held-out simulated scans.
 
     # GPU (minutes): the three runs side by side, same seed and steps
@@ -26,7 +26,7 @@ import curriculum_experiment as ce  # benchmarks/ (this script's folder is on sy
 
 REPO = ce.REPO
 DATA_DIR = 'runs/data/driving'
-REAL_SIDE_CONFIG = REPO / 'training/configs/default_model_real.yaml'
+REAL_SIDE_CONFIG = REPO / 'training/configs/default_model.yaml'
 RESULTS = REPO / 'benchmarks/results/curriculum_real.json'
 HEADLINE = ('dev_top1_min5', 'dev_classmean_min5', 'av2_top1_min5', 'nuscenes_top1_min5', 'kitti_top1_min5',
             'dev_top1_min1', 'train_av2_top1_min5')
@@ -43,7 +43,7 @@ def _paths_to(value, data_dir: str):
 
 
 def run_config(name: str, args: argparse.Namespace) -> dict:
-    """curriculum_<name>.yaml with the real side of default_model_real.yaml and the ablation options."""
+    """curriculum_<name>.yaml with the real side of default_model.yaml and the input options."""
     from blendclip_core.train.config import read_yaml
 
     cfg = read_yaml(REPO / f'training/configs/curriculum_{name}.yaml')
@@ -165,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument('--steps', type=int, default=1700, help='steps per run (the same for all three)')
     r.add_argument('--device', default='')
     r.add_argument('--workers', type=int, default=3, help='DataLoader workers per run')
-    r.add_argument('--normalization', default='metric', choices=('metric', 'unit_sphere'))
-    r.add_argument('--box-size', action='store_true', help='the box l/w/h as 3 input channels')
+    r.add_argument('--normalization', default='unit_sphere', choices=('metric', 'unit_sphere'),
+                   help="the objects' input normalisation (default: the shipped model's)")
+    r.add_argument('--box-size', action=argparse.BooleanOptionalAction, default=True,
+                   help='the box l/w/h as 3 input channels (default: on, as the shipped model)')
     r.add_argument('--data-dir', default=DATA_DIR,
                    help='generated sets + av2_train.npz (built only for the default folder)')
     r.add_argument('--text-cache', default='.carry/caption_cache.npz')

@@ -49,6 +49,8 @@ def evaluate(classifier, root: Path | None) -> tuple[dict, dict]:
         if headline.counts[i]:
             key = f'dev_min{HEADLINE_MIN_POINTS}_top1_{name.replace(" ", "_")}'
             results[key] = float(headline.per_class[1][i])
+    present = [float(v) for v, n in zip(headline.per_class[1], headline.counts) if n]
+    results[f'dev_min{HEADLINE_MIN_POINTS}_worst_class_top1'] = min(present) if present else float('nan')
     details = {'dev_min5_per_class': headline.table(), 'dev_min5_confusion': headline.confusion.tolist(),
                'class_names': list(headline.class_names)}
     return results, details

@@ -128,3 +128,52 @@ def test_node_fuzz_smoke_leaves_the_node_alive_and_answering(tmp_path):
     assert r['vocab_change_accepted'] and math.isfinite(r['vocab_change_max_gap_ms'])
     assert data['node_counters']['boxes_malformed'] > 0 and data['node_counters']['clouds_malformed'] > 0
     assert (tmp_path / 'reliability_vocab_gap.png').stat().st_size > 10_000
+
+
+def test_input_ablation_scores_each_checkpoint_as_its_card_says(tmp_path):
+    """benchmarks/input_ablation.py on two tiny random checkpoints (metric xyz; unit sphere + box size):
+    the real dev set through label_frame, a stored held-out set, one JSON key set per run, a PNG."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from blendclip_core.checkpoint import ModelCard, save_checkpoint
+    from blendclip_core.datasets.splits import missing_files
+    from blendclip_core.encoder import create_model
+    from blendclip_core.synthetic.dataset import GeneratedSet, save_npz
+    from blendclip_core.vocabulary import NUSCENES_10
+
+    missing = missing_files('dev') + missing_files('train')
+    if missing:
+        pytest.skip(f'real data missing: {missing[0]} (../shared/data)')
+    emb = np.random.default_rng(0).normal(size=(len(NUSCENES_10), 64)).astype(np.float32)
+    np.savez(tmp_path / 'classes.npz', names=np.array(NUSCENES_10),
+             embeddings=emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    runs = {}
+    for name, norm, overrides in (('metric', 'metric', {}),
+                                  ('box', 'unit_sphere', {'in_channels': 6, 'box_size_input': True})):
+        torch.manual_seed(0)
+        card = ModelCard(name=name, text_space=f'file:{tmp_path / "classes.npz"}', logit_scale=30.0,
+                         prompt_templates=['point cloud of a {}.'], inference_precision='fp32',
+                         input_normalization=norm)
+        model = create_model('pointbert-tiny', **overrides)
+        runs[name] = save_checkpoint(tmp_path / f'{name}.pt', model, card)
+    rng = np.random.default_rng(1)
+    labels = ['car', 'pedestrian', 'barrier'] * 3
+    heldout = GeneratedSet([rng.normal(0, 1, (30, 3)).astype(np.float32) for _ in labels], labels,
+                           [''] * len(labels), [['x'] for _ in labels], 'real',
+                           [{'box_lwh': [4.0, 2.0, 1.5]} for _ in labels])
+    heldout.text_embeddings = np.ones((len(labels), 64), np.float32) / 8.0
+    save_npz(tmp_path / 'heldout.npz', heldout)
+    out = tmp_path / 'input_ablation.json'
+    cmd = [sys.executable, 'benchmarks/input_ablation.py', '--run', f'metric={runs["metric"]}',
+           '--run', f'box={runs["box"]}', '--heldout', str(tmp_path / 'heldout.npz'), '--out', str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data['runs']['metric']['box_size_input'] is False and data['runs']['box']['box_size_input'] is True
+    assert data['runs']['box']['input_normalization'] == 'unit_sphere'
+    for run in ('metric', 'box'):
+        for key in ('dev_top1_min5', 'dev_classmean_min5', 'dev_min5_worst_class_top1', 'sim_heldout_top1'):
+            assert 0.0 <= data['results'][f'{run}_{key}'] <= 1.0, (run, key)
+    assert out.with_suffix('.png').stat().st_size > 5000

@@ -22,12 +22,30 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-NOTES = ('Demo-grade default: trained in minutes on generated data into an offline sentence-embedding '
-         'space (all-MiniLM-L6-v2), because no CLIP weights can be downloaded here. For real use train '
-         'into OpenCLIP (ViT-B-16 datacomp_xl_s13b_b90k) on mined nuScenes triplets. The real-sweep '
-         'numbers come from ONE sweep (7 boxes with >= 20 points, 5 of them barriers): far too few for '
-         'a real accuracy figure. Class margins in this text space are small: measured in fp32; bf16 '
-         'autocast lowered held-out accuracy by 1-12 points. See docs/model_card.md.')
+NOTES = ('Demo-grade default: trained in minutes into an offline sentence-embedding space '
+         '(all-MiniLM-L6-v2), because no CLIP weights can be downloaded here, on generated objects plus the '
+         'real AV2 training share (log 7fab2350). For real use train into OpenCLIP (ViT-B-16 '
+         'datacomp_xl_s13b_b90k) on mined triplets of your own sensor. Real accuracy: '
+         'benchmarks/results/real_eval.json (dev set: 75 objects of 3 sensors, far too few for a tight '
+         'figure). Class margins in this text space are small: measured in fp32; bf16 autocast lowered '
+         'held-out accuracy by 1-12 points. See docs/model_card.md.')
+
+
+def real_training_share(data_dir: Path) -> dict:
+    """What the AV2 training share (data_dir/av2_train.npz, built by datasets.real_source) held: the
+    card names the real objects a model was trained on, by log and count."""
+    from blendclip_core.datasets.splits import split_members
+    from blendclip_core.synthetic.dataset import load_npz
+
+    path = data_dir / 'av2_train.npz'
+    if not path.is_file():
+        return {}
+    gen = load_npz(path)
+    by_class: dict[str, int] = {}
+    for label in gen.labels:
+        by_class[label] = by_class.get(label, 0) + 1
+    return {'split': 'train', 'files': [m.path for m in split_members('train')], 'objects': len(gen),
+            'by_class': dict(sorted(by_class.items()))}
 
 
 def _topk(indices: np.ndarray, targets: np.ndarray, k: int) -> float:
@@ -62,6 +80,8 @@ def evaluate_sample_sweep(classifier, sample_dir: Path, min_points: int = 1) -> 
 
 
 def evaluate_generated(classifier, path: Path, labels) -> dict:
+    """Top-1/top-3 on a generated set; a model that takes the box size gets each object's annotated box."""
+    from blendclip_core.normalization import append_box_size, box_size_input
     from blendclip_core.synthetic.dataset import load_npz
     from blendclip_core.types import ObjectBatch
 
@@ -71,7 +91,10 @@ def evaluate_generated(classifier, path: Path, labels) -> dict:
     indices = []
     for a in range(0, len(keep), 512):
         chunk = keep[a:a + 512]
-        indices.append(classifier.classify(ObjectBatch.from_list([gen.points[i] for i in chunk])).indices)
+        batch = ObjectBatch.from_list([gen.points[i] for i in chunk])
+        if box_size_input(classifier.encoder):
+            batch = append_box_size(batch, [gen.meta[i]['box_lwh'] for i in chunk])
+        indices.append(classifier.classify(batch).indices)
     indices = np.concatenate(indices)
     targets = np.array([vocab.index(gen.labels[i]) for i in keep])
     return {'objects': len(keep), 'top1': _topk(indices, targets, 1), 'top3': _topk(indices, targets, 3)}
@@ -122,9 +145,11 @@ def finalize(encoder_path: Path, out: Path, sample_dir: Path, data_dir: Path, ca
     card = dataclasses.replace(
         trained_card, name='blendclip-default', prompt_templates=list(DEFAULT_TEMPLATES),
         training_data={**trained_card.training_data,
-                       'what': 'generated driving objects only (blendclip_core.synthetic): dense surface '
-                               'samples of parametric meshes + the same objects seen by a simulated 32-beam '
-                               'LiDAR; no real data, no images',
+                       'what': 'generated driving objects (blendclip_core.synthetic): dense surface samples '
+                               'of parametric meshes + the same objects seen by simulated spinning LiDARs '
+                               '(16-128 beams, several rigs); plus the real AV2 training share (labelled '
+                               'boxes of log 7fab2350, blendclip_core.datasets.splits); no images',
+                       'real_objects': real_training_share(data_dir),
                        'classes': list(shapes.class_names()), 'final_eval_during_training':
                            summary.get('final_eval', {})},
         classes_seen=list(shapes.class_names()), metrics=flat_metrics(m),

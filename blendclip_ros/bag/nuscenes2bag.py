@@ -3,8 +3,9 @@
 Topics (see docs/bags.md): /lidar/points PointCloud2 in LIDAR_TOP (x, y, z, intensity float32,
 ring uint16 [, time float32 with --sweeps > 1]); /detections DetectedBoxArray in the same frame, from
 ground truth or a detector's results file; /ground_truth/categories LabelledObjectArray (label = the
-benchmark class, detector_label = fine category) [and with --vision-ground-truth the same boxes as
-vision_msgs/Detection3DArray on /ground_truth/detections]; /tf_static base_link -> sensors, /tf map -> base_link;
+benchmark class, detector_label = fine category) [with --vision-ground-truth also as
+vision_msgs/Detection3DArray on /ground_truth/detections]; /tf_static base_link -> sensors, /tf map ->
+base_link;
 with --cameras /cameras/<CAM>/image/compressed + camera_info.
 
   blendclip-nuscenes2bag --dataroot /data/nuscenes --version v1.0-mini --scenes scene-0061 out_bag
@@ -192,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='nuScenes detection-submission results JSON to publish instead of ground-truth boxes')
     p.add_argument('--min-score', type=float, default=0.0, help='drop detections below this score')
     p.add_argument('--vision-ground-truth', action='store_true',
-                   help='also write the ground truth as vision_msgs/Detection3DArray on /ground_truth/detections '
-                        '(needs vision_msgs installed: its share/vision_msgs/msg on AMENT_PREFIX_PATH)')
+                   help='also write the ground truth as vision_msgs/Detection3DArray on '
+                        '/ground_truth/detections (needs vision_msgs installed: its share/vision_msgs/msg '
+                        'on AMENT_PREFIX_PATH)')
     p.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     p.add_argument('--bag-version', type=int, choices=BAG_VERSIONS, default=9,
                    help='rosbag2 format: 9 for Jazzy/Kilted, 8 for Humble')

@@ -50,9 +50,9 @@ def msg_dir(package: str = PACKAGE) -> Path:
     for cand in candidates:
         if any(cand.glob('*.msg')):
             return cand
-    raise MessageDefinitionsNotFoundError(
-        f'no {package} .msg files in any of: {", ".join(str(c) for c in candidates) or "(AMENT_PREFIX_PATH is empty)"}'
-        + ('' if package == PACKAGE else f'; install {package} (or source the workspace that built it)'))
+    where = ', '.join(str(c) for c in candidates) or '(AMENT_PREFIX_PATH is empty)'
+    hint = '' if package == PACKAGE else f'; install {package} (or source the workspace that built it)'
+    raise MessageDefinitionsNotFoundError(f'no {package} .msg files in any of: {where}{hint}')
 
 
 def package_types(package: str = PACKAGE, directory: Path | None = None) -> dict:

@@ -175,7 +175,8 @@ class MessageFactory:
         as the node's vision_msgs output writes unlabelled objects (conversions/vision.py)."""
         t = self.store.types
         det_t, bbox_t = t['vision_msgs/msg/Detection3D'], t['vision_msgs/msg/BoundingBox3D']
-        hyp_t, hyp_pose_t = t['vision_msgs/msg/ObjectHypothesis'], t['vision_msgs/msg/ObjectHypothesisWithPose']
+        hyp_t = t['vision_msgs/msg/ObjectHypothesis']
+        hyp_pose_t = t['vision_msgs/msg/ObjectHypothesisWithPose']
         cov_t = t['geometry_msgs/msg/PoseWithCovariance']
         header = self.header(stamp_ns, boxes.frame_id)
         items = []

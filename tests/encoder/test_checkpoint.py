@@ -231,6 +231,8 @@ def test_box_size_input_is_off_by_default_and_needs_its_channels():
         create_model('pointbert-tiny', box_size_input=True)
 
 
-def test_shipped_default_records_metric():
-    _, card = load_checkpoint(default_checkpoint_path())
-    assert card.input_normalization == 'metric' and card.cap == 'uniform'
+def test_shipped_default_records_its_input():
+    """The input the ablation chose (docs/model_card.md): unit sphere, FPS cap, the box size as input."""
+    model, card = load_checkpoint(default_checkpoint_path())
+    assert card.input_normalization == 'unit_sphere' and card.cap == 'fps'
+    assert model.config.box_size_input and model.config.in_channels == 6
