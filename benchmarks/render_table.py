@@ -54,6 +54,10 @@ HEADLINE = [
     ('input_ablation', 'unit_sphere_dev_top1_min5', '', None),
     ('input_ablation', 'unit_sphere_box_dev_top1_min5', '', None),
     ('input_ablation', 'unit_sphere_box_sim_heldout_top1', '>= 0.70 (shipped default)', lambda v: v >= 0.70),
+    ('curriculum_real', 'static0/real/dev_top1_min5', '', None),
+    ('curriculum_real', 'static1p5/real/dev_top1_min5', '', None),
+    ('curriculum_real', 'ramp30/real/dev_top1_min5', '', None),
+    ('curriculum_real', 'ramp30/simulated_heldout/top1', '', None),
     ('reliability', 'fuzz_messages', '>= 10,000', lambda v: v >= 10000),
     ('reliability', 'fuzz_node_crashes', '0', lambda v: v == 0),
     ('reliability', 'fuzz_valid_frames_answered_fraction', '1.0', lambda v: v == 1.0),
@@ -79,11 +83,22 @@ def _headline(results_dir: Path) -> list[str]:
             lines.append(f'| {topic} | {key} | not measured | {target} | | |')
             continue
         data = json.loads(path.read_text())
-        value = data.get('results', {}).get(key)
+        value = _flat(data.get('results', {})).get(key)
         met = '' if value is None or test is None else ('yes' if test(value) else '**no**')
         shown = 'not measured' if value is None else _fmt(value)
         lines.append(f'| {topic} | {key} | {shown} | {target} | {met} | {data.get("device", "?")} |')
     return lines + ['']
+
+
+def _flat(results: dict, prefix: str = '') -> dict:
+    """Nested results (e.g. one dict per run) as 'run/set/key' -> number."""
+    out = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f'{prefix}{key}/'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
 
 
 def _fmt(value) -> str:
@@ -102,7 +117,7 @@ def render(results_dir: Path = RESULTS) -> str:
         lines += [f'## {path.stem}', '', f'- device: {data.get("device", "?")}',
                   f'- date: {data.get("date", "?")}', f'- file: `benchmarks/results/{path.name}`', '',
                   '| key | value |', '|---|---|']
-        for key, value in data.get('results', {}).items():
+        for key, value in _flat(data.get('results', {})).items():
             lines.append(f'| {key} | {_fmt(value)} |')
         lines.append('')
     return '\n'.join(lines)
