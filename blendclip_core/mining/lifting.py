@@ -46,16 +46,22 @@ class GroundMap:
 
 def frustum(xyz: np.ndarray, camera: Camera, box: tuple[float, float, float, float],
             config: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the points projecting into the (inset) 2D box, and their depth along the camera axis."""
+    """Indices of the points projecting into the 2D box `box`, and their image coordinates (N, 2)."""
     m = camera.cam_from_ref
     cam = xyz @ m[:3, :3].T + m[:3, 3]
     front = np.flatnonzero((cam[:, 2] > 0.5) & (cam[:, 2] < config.max_depth))
     uv = cam[front] @ camera.intrinsic.T
     uv = uv[:, :2] / uv[:, 2:3]
     u0, v0, u1, v1 = box
-    du, dv = (u1 - u0) * config.inset, (v1 - v0) * config.inset
-    inside = (uv[:, 0] >= u0 + du) & (uv[:, 0] <= u1 - du) & (uv[:, 1] >= v0 + dv) & (uv[:, 1] <= v1 - dv)
-    return front[inside], cam[front[inside], 2]
+    inside = (uv[:, 0] >= u0) & (uv[:, 0] <= u1) & (uv[:, 1] >= v0) & (uv[:, 1] <= v1)
+    return front[inside], uv[inside]
+
+
+def grown_box(box: tuple[float, float, float, float], fraction: float) -> tuple[float, float, float, float]:
+    """The 2D box with `fraction` of its width and height added on each side (negative: an inset)."""
+    u0, v0, u1, v1 = box
+    du, dv = (u1 - u0) * fraction, (v1 - v0) * fraction
+    return u0 - du, v0 - dv, u1 + du, v1 + dv
 
 
 def clusters(xyz: np.ndarray, radius: float) -> np.ndarray:
@@ -69,13 +75,57 @@ def clusters(xyz: np.ndarray, radius: float) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def pick_object(labels: np.ndarray, depth: np.ndarray, config: ProxyConfig) -> np.ndarray:
-    """The cluster nearest the camera (median depth) among those with at least `min_cluster_fraction`
-    of the largest one's points: an object occludes what is behind it in its own box."""
-    ids, counts = np.unique(labels, return_counts=True)
-    big = ids[counts >= config.min_cluster_fraction * counts.max()]
-    nearest = min(big, key=lambda c: float(np.median(depth[labels == c])))
-    return np.flatnonzero(labels == nearest)
+def size_prior(label: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Bird's-eye (long, short) side mean and spread of the class the detector's text names (the synthetic
+    generator's nuScenes-like size table), or None for a text outside it."""
+    from blendclip_core.datasets.classes import nuscenes_class
+    from blendclip_core.synthetic.shapes import CLASSES
+
+    coarse = nuscenes_class(label)
+    for spec in CLASSES:
+        if label == spec.name or (coarse and coarse == spec.coarse):
+            order = np.argsort(spec.size_mean[:2])[::-1]
+            return np.asarray(spec.size_mean[:2])[order], np.asarray(spec.size_std[:2])[order]
+    return None
+
+
+def split_oversized(xy: np.ndarray, prior: tuple[np.ndarray, np.ndarray] | None,
+                    sigmas: float) -> list[np.ndarray]:
+    """Index sets of a cluster cut into as many objects as the class size allows along each side of its
+    bird's-eye rectangle (1-D k-means): barriers or cones standing in a row touch and join one cluster."""
+    if prior is None or len(xy) < 2:
+        return [np.arange(len(xy))]
+    mean, std = prior
+    _, size, yaw = fit_rectangle(xy)
+    axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])  # length, width directions
+    parts = [np.arange(len(xy))]
+    for axis, extent, m, s in zip(axes, size, mean, std):
+        if extent <= m + sigmas * s:
+            continue
+        k = max(int(round(extent / m)), 2)
+        parts = [part[labels == j] for part in parts
+                 for labels in [_kmeans_1d(xy[part] @ axis, k)] for j in range(k) if (labels == j).any()]
+    return parts
+
+
+def _kmeans_1d(x: np.ndarray, k: int, iterations: int = 20) -> np.ndarray:
+    """Labels of a 1-D k-means started from evenly spaced centres (deterministic)."""
+    centres = np.linspace(x.min(), x.max(), 2 * k + 1)[1::2]
+    for _ in range(iterations):
+        labels = np.abs(x[:, None] - centres[None]).argmin(1)
+        centres = np.array([x[labels == j].mean() if (labels == j).any() else centres[j] for j in range(k)])
+    return np.abs(x[:, None] - centres[None]).argmin(1)
+
+
+def box_agreement(uv: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """IoU of the image rectangle spanned by a candidate's projected points and the detection's 2D box.
+    Seen in a cut wider than the box, the object ends at the box's edges; a neighbour reaching in from
+    the side, a wall behind or a fragment does not."""
+    u0, v0, u1, v1 = box
+    lo, hi = uv.min(0), uv.max(0)
+    inter = max(min(hi[0], u1) - max(lo[0], u0), 0.0) * max(min(hi[1], v1) - max(lo[1], v0), 0.0)
+    union = (hi[0] - lo[0]) * (hi[1] - lo[1]) + (u1 - u0) * (v1 - v0) - inter
+    return float(inter / max(union, 1e-9))
 
 
 def fit_rectangle(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -97,23 +147,63 @@ def fit_rectangle(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return centre, size, float(yaw)
 
 
+def object_points(xyz: np.ndarray, ground: GroundMap, camera: Camera, det: Detection2D,
+                  config: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the detection's object points (inside the inset box) and their ground heights.
+
+    The cut is `context` wider than the 2D box on each side, so each cluster shows whether it ends where
+    the box does; clusters larger than the class allows are split; the candidate whose projection agrees
+    best with the 2D box is the object, and only its points inside the inset box are kept."""
+    wide, uv = frustum(xyz, camera, grown_box(det.box, config.context), config)
+    above = xyz[wide, 2] > ground.height(xyz[wide, :2]) + config.ground_clearance
+    wide, uv = wide[above], uv[above]
+    if len(wide) < config.min_points:
+        return wide[:0], np.zeros(0)
+    u0, v0, u1, v1 = grown_box(det.box, -config.inset)
+    inset = (uv[:, 0] >= u0) & (uv[:, 0] <= u1) & (uv[:, 1] >= v0) & (uv[:, 1] <= v1)
+    prior = size_prior(det.label)
+    labels = clusters(xyz[wide], config.cluster_radius)
+    best, best_score = wide[:0], -1.0
+    for c in np.unique(labels[inset]):
+        members = np.flatnonzero(labels == c)
+        for part in split_oversized(xyz[wide[members], :2], prior, config.split_sigmas):
+            part = members[part]
+            kept = part[inset[part]]
+            score = box_agreement(uv[part], det.box)
+            if len(kept) >= config.min_points and score > best_score:
+                best, best_score = wide[kept], score
+    return best, ground.height(xyz[best, :2])
+
+
+def camera_position(camera: Camera) -> np.ndarray:
+    """The camera's optical centre in the reference frame."""
+    m = camera.cam_from_ref
+    return -m[:3, :3].T @ m[:3, 3]
+
+
+def complete_to_prior(centre: np.ndarray, size: np.ndarray, yaw: float, mean: np.ndarray,
+                      viewer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grow a visible-face rectangle to at least the class's mean sides, away from the viewer: LiDAR sees
+    the near faces only, so the hidden part of the object lies behind them."""
+    axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
+    grown = np.maximum(size, mean)
+    away = np.sign((centre - viewer) @ axes.T)
+    return centre + ((grown - size) / 2 * away) @ axes, grown
+
+
 def lift_detection(xyz: np.ndarray, ground: GroundMap, camera: Camera, det: Detection2D,
                    config: ProxyConfig) -> ProxyBox | None:
     """The proxy box of one detection, or None when too few points survive or the size is implausible."""
-    idx, depth = frustum(xyz, camera, det.box, config)
-    if len(idx) == 0:
-        return None
-    floor = ground.height(xyz[idx, :2])
-    above = xyz[idx, 2] > floor + config.ground_clearance
-    idx, depth, floor = idx[above], depth[above], floor[above]
-    if len(idx) < config.min_points:
-        return None
-    obj = pick_object(clusters(xyz[idx], config.cluster_radius), depth, config)
+    obj, floor = object_points(xyz, ground, camera, det, config)
     if len(obj) < config.min_points:
         return None
-    pts = xyz[idx[obj]]
+    pts = xyz[obj]
     centre, (length, width), yaw = fit_rectangle(pts[:, :2])
-    bottom, top = float(np.median(floor[obj])), float(pts[:, 2].max())
+    prior = size_prior(det.label)
+    if prior is not None:
+        centre, (length, width) = complete_to_prior(centre, np.array([length, width]), yaw, prior[0],
+                                                    camera_position(camera)[:2])
+    bottom, top = float(np.median(floor)), float(pts[:, 2].max())
     size = np.array([length, width, max(top - bottom, 0.1)])
     if (size > np.asarray(config.max_size)).any():
         return None

@@ -3,10 +3,12 @@
 A `Detector2D` finds objects in a frame's camera images (an OWL-ViT / OWLv2 / Grounding DINO model
 directory the user has, boxes given in a JSON file, or the user's own `module:factory`). Each detection's
 frustum cuts the frame's aggregated sweeps (ego-motion compensated by the reader); the ground is removed
-with a per-cell height map of the whole scan; the points are clustered and the cluster nearest the camera
-among the substantial ones is the object; a bird's-eye rectangle fitted to it (with z from its extent)
-is the proxy box. Score, point-count and size filters drop what is implausible, and boxes found in two
-cameras are merged (bird's-eye NMS). Annotations of the dataset are never read.
+with a per-cell height map of the whole scan; the points of a cut wider than the 2D box are clustered,
+clusters larger than the detector text's class allows are split, and the candidate whose projection
+agrees best with the 2D box is the object; a bird's-eye rectangle fitted to its points inside the box
+(with z from their extent), grown away from the camera to the class's mean sides, is the proxy box.
+Score, point-count and size filters drop what is implausible, and boxes found in two cameras are merged
+(bird's-eye NMS). Annotations of the dataset are never read.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class ProxyConfig:
     ground_cell: float = 2.0  # metres, cell of the ground height map
     ground_clearance: float = 0.25  # points less than this above the local ground are ground
     cluster_radius: float = 0.6  # metres, points closer than this are one object
-    min_cluster_fraction: float = 0.25  # of the largest cluster, for a nearer cluster to be the object
+    context: float = 0.5  # fraction of the 2D box added on each side for the clustering cut
+    split_sigmas: float = 2.0  # a cluster longer or wider than the class mean + this many spreads is split
     min_points: int = 5  # proxies with fewer points (all sweeps) are dropped
     max_size: tuple[float, float, float] = (20.0, 5.0, 5.0)  # length, width, height limits in metres
     nms_iou: float = 0.3  # bird's-eye IoU above which two proxies (two cameras) are one object
