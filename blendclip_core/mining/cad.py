@@ -2,6 +2,9 @@
 
 All three are random-access Sequences of `Triplet(domain='synthetic')`, usable directly as training
 sources. Points are z-up xyz (float32, (N, 3)); y-up layouts are turned by (x, y, z) -> (x, -z, y).
+`open_cad(root, layout, embeddings=spec)` opens any of them (CAD_LAYOUTS) with the text / image embeddings
+`embed_cad` (blendclip-embed --cad) stored for a text space in <root>/embeddings/<safe spec>/
+(blendclip_core.mining.embed), the trainer's `cad` source.
 
 ULIP-2 / Objaverse-style folder (`UlipTripletFolder`), the layout accepted:
   <root>/<uid>.npy | <uid>.npz | <uid>/<uid>_<n>.npz   one object's points, (N, >=3) float, xyz first;
@@ -10,6 +13,7 @@ ULIP-2 / Objaverse-style folder (`UlipTripletFolder`), the layout accepted:
   <root>/labels.json        {uid: category}                            (optional)
   <root>/embeddings.npz     'uids' (M,) str, 'text' (M, D), 'image' (M, D) CLIP embeddings (optional;
         rows are L2-normalised on reading; an all-zero image row means no image)
+  <uid>.png | .jpg | .jpeg  a rendered view, beside the object's points file (optional; Triplet.image)
   Objects without points are skipped at indexing; a uid without caption gets 'a 3D model of a <label>'.
 
 OpenShape-style folder (`OpenShapeFolder`), the layout of OpenShape's released training data:
@@ -25,7 +29,8 @@ OpenShape-style folder (`OpenShapeFolder`), the layout of OpenShape's released t
 
 Meshes (`MeshSampler`): .glb/.gltf/.ply/.stl/.obj/.off files (trimesh) -> `points` dense surface samples,
 area-weighted, seeded per object; glTF is y-up by its specification, other formats are taken as z-up
-unless `up_axis` says otherwise; caption 'a 3D model of a <name>' (name from `labels` or the file name).
+unless `up_axis` says otherwise; caption 'a 3D model of a <name>' (name from `labels` or the file name);
+a rendered view <stem>.png | .jpg | .jpeg beside the mesh file becomes Triplet.image.
 """
 
 from __future__ import annotations
@@ -40,11 +45,18 @@ from pathlib import Path
 import numpy as np
 
 from blendclip_core.data.triplet import SYNTHETIC, Triplet
+from blendclip_core.mining.embed import (
+    EMBEDDINGS_DIR,
+    TripletsWithEmbeddings,
+    embed_triplets,
+    embeddings_dir,
+)
 
 logger = logging.getLogger(__name__)
 
 NPZ_POINT_KEYS = ('xyz', 'points', 'pc', 'arr_0')
 MESH_SUFFIXES = ('.glb', '.gltf', '.ply', '.stl', '.obj', '.off')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # rendered views beside an object's file
 
 
 class CadLayoutError(ValueError):
@@ -67,6 +79,12 @@ def _template(name: str) -> str:
     return f"a 3D model of {'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
+def _rendered_image(folder: Path, name: str) -> bytes | None:
+    """The encoded bytes of <folder>/<name>.png | .jpg | .jpeg (the first present), else None."""
+    path = next((folder / (name + s) for s in IMAGE_SUFFIXES if (folder / (name + s)).is_file()), None)
+    return None if path is None else path.read_bytes()
+
+
 def _words_of(stem: str) -> str:
     """'CesiumMilkTruck' -> 'cesium milk truck', 'traffic_cone-2' -> 'traffic cone'."""
     spaced = re.sub(r'(?<=[a-z])(?=[A-Z])', ' ', stem)
@@ -83,10 +101,13 @@ class UlipTripletFolder(Sequence):
         self.y_up, self.max_points = y_up, max_points
         files: dict[str, Path] = {}
         for path in sorted(self.root.rglob('*')):
+            if path.relative_to(self.root).parts[0] == EMBEDDINGS_DIR:  # blendclip-embed's output
+                continue
             if path.suffix in ('.npy', '.npz') and path.name != 'embeddings.npz':
                 uid = path.parent.name if path.parent != self.root else path.stem
                 files.setdefault(uid, path)
         self.uids = sorted(files)
+        self.keys = self.uids
         self.files = files
         self.captions = self._json('captions.json')
         self.label_of = self._json('labels.json')
@@ -136,7 +157,8 @@ class UlipTripletFolder(Sequence):
         text = _normalised(self.text[row]) if row is not None and self.text is not None else None
         image = _normalised(self.image[row]) if row is not None and self.image is not None else None
         return Triplet(key=uid, points=pts, caption=caps[0] if caps else _template(label or 'object'),
-                       label=label, label_coarse='', domain=SYNTHETIC, text_embedding=text,
+                       label=label, label_coarse='', domain=SYNTHETIC,
+                       image=_rendered_image(self.files[uid].parent, uid), text_embedding=text,
                        image_embedding=image, meta={'source': 'ulip', 'file': str(self.files[uid]),
                                                     'captions': caps})
 
@@ -164,6 +186,7 @@ class OpenShapeFolder(Sequence):
         else:
             self.items = [{'id': p.stem, 'data_path': str(p)} for p in sorted(self.root.rglob('*.npy'))]
         self.labels = [e.get('category', '') for e in self.items]
+        self.keys = [str(e['id']) for e in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -251,6 +274,7 @@ class MeshSampler(Sequence):
         self.names = {p.stem: (labels or {}).get(p.stem, _words_of(p.stem)) for p in files}
         self.up_axis = dict(up_axis or {})
         self.labels = [self.names[p.stem] for p in files]
+        self.keys = [re.sub(r'[^A-Za-z0-9_-]', '_', p.stem) for p in files]
         self._meshes: dict[Path, tuple[np.ndarray, np.ndarray, float]] = {}  # loaded once per file
 
     def __len__(self) -> int:
@@ -284,7 +308,54 @@ class MeshSampler(Sequence):
             pts = pts - centre
             pts = pts / max(float(np.linalg.norm(pts, axis=1).max()), 1e-12)
         name = self.names[path.stem]
-        return Triplet(key=re.sub(r'[^A-Za-z0-9_-]', '_', path.stem), points=pts.astype(np.float32),
+        return Triplet(key=self.keys[i], points=pts.astype(np.float32),
                        caption=_template(name), label=name, label_coarse='', domain=SYNTHETIC,
+                       image=_rendered_image(path.parent, path.stem),
                        meta={'source': 'mesh', 'file': str(path), 'faces': int(len(faces)), 'area': area,
                              'up_axis': up})
+
+
+CAD_LAYOUTS = {'mesh': MeshSampler, 'ulip': UlipTripletFolder, 'openshape': OpenShapeFolder}
+
+
+def open_reader(root: str | Path, layout: str = 'mesh', **kwargs) -> Sequence[Triplet]:
+    """The reader of `layout` (CAD_LAYOUTS) over root, with its own keyword arguments."""
+    if layout not in CAD_LAYOUTS:
+        raise CadLayoutError(f'unknown CAD layout {layout!r}; choose one of {sorted(CAD_LAYOUTS)}')
+    return CAD_LAYOUTS[layout](root, **kwargs)
+
+
+def embed_command(root, layout: str, spec: str, embeddings_root=None, **kwargs) -> str:
+    """The blendclip-embed command line that writes what open_cad(root, layout, spec, ...) reads."""
+    parts = ['blendclip-embed', '--cad', str(root), '--layout', layout, '--space', spec]
+    parts += ['--out', str(embeddings_root)] if embeddings_root else []
+    parts += ['--text', 'label'] if spec.startswith('file:') else []  # class vectors embed no captions
+    parts += [f"--reader-arg '{k}={json.dumps(v)}'" for k, v in kwargs.items()]
+    return ' '.join(parts)
+
+
+def open_cad(root: str | Path, layout: str = 'mesh', embeddings: str | None = None,
+             embeddings_root: str | Path | None = None, embed_dim: int | None = None,
+             **kwargs) -> Sequence[Triplet]:
+    """A CAD folder as a training source. embeddings: the text-space spec whose blendclip-embed --cad
+    output to attach (it replaces embeddings the folder ships, which may be another space's; without it a
+    mesh folder has none); embeddings_root: where that output is, if not root; embed_dim: the width the
+    trainer needs, checked. kwargs: the reader's (e.g. points, labels for meshes; split for OpenShape)."""
+    reader = open_reader(root, layout, **kwargs)
+    if not embeddings:
+        return reader
+    command = embed_command(root, layout, embeddings, embeddings_root, **kwargs)
+    return TripletsWithEmbeddings(reader, embeddings_dir(Path(embeddings_root or root), embeddings),
+                                  reader.keys, command, dim=embed_dim)
+
+
+def embed_cad(root: str | Path, space, layout: str = 'mesh', out: str | Path | None = None,
+              text_from: str = 'caption', templates=(), batch_size: int = 64, progress: bool = True,
+              **kwargs) -> dict:
+    """Embed a CAD folder's triplets in `space` into <out or root>/embeddings/<safe spec>/ (what open_cad
+    reads); returns embed_triplets' summary. kwargs: the reader's (they decide captions and labels)."""
+    reader = open_reader(root, layout, **kwargs)
+    if not len(reader):
+        raise CadLayoutError(f'no objects in {root} as a {layout!r} folder (layouts: docs/mining.md)')
+    folder = embeddings_dir(Path(out or root), space.spec)
+    return embed_triplets(reader, folder, space, text_from, templates, batch_size, progress)

@@ -1,8 +1,9 @@
 """Triplet sources for the two sides of the curriculum and the evaluation sets, and batch assembly.
 
 A source is any sequence of Triplets (random access): the generated toy set, the shards blendclip-mine
-writes (blendclip_core.data.datasets.TripletDataset) or whatever a 'module:function' returns (CAD readers,
-the driving-object generator). Batches are built from (seed, step, rank) alone, so a DataLoader worker
+writes (blendclip_core.data.datasets.TripletDataset), a CAD folder with the embeddings blendclip-embed --cad
+wrote (blendclip_core.mining.cad.open_cad) or whatever a 'module:function' returns (the driving-object
+generator). Batches are built from (seed, step, rank) alone, so a DataLoader worker
 can build any step's batch and a resumed run rebuilds exactly the batches it would have seen.
 """
 
@@ -46,6 +47,19 @@ def _load_shards(params: dict, embed_dim: int) -> Sequence[Triplet]:
     return TripletDataset(**params)
 
 
+def _load_cad(params: dict, embed_dim: int) -> Sequence[Triplet]:
+    """{root, layout: mesh | ulip | openshape, embeddings: <text space spec>, embeddings_root, ...the
+    reader's keyword arguments}; meshes carry no embeddings of their own, so they need `embeddings`."""
+    from blendclip_core.mining.cad import embed_command, open_cad
+
+    if params.get('layout', 'mesh') == 'mesh' and not params.get('embeddings'):
+        root = params.get('root', '<root>')
+        command = embed_command(root, 'mesh', '<spec>')
+        raise ValueError(f"meshes carry no text embeddings: run `{command}` and give the source "
+                         "`embeddings: <spec>` (the training text space's spec)")
+    return open_cad(**params, embed_dim=embed_dim)
+
+
 def _load_callable(params: dict, embed_dim: int) -> Sequence[Triplet]:
     target = params.get('target', '')
     if ':' not in target:
@@ -54,7 +68,7 @@ def _load_callable(params: dict, embed_dim: int) -> Sequence[Triplet]:
     return getattr(importlib.import_module(module), name)(**params.get('kwargs', {}))
 
 
-LOADERS = {'toy': _load_toy, 'shards': _load_shards, 'callable': _load_callable}
+LOADERS = {'toy': _load_toy, 'shards': _load_shards, 'cad': _load_cad, 'callable': _load_callable}
 
 
 class DataSourceError(ValueError):
@@ -186,7 +200,9 @@ def collate(triplets: Sequence[Triplet], is_real: Sequence[bool], channels: int,
     pts = [augment_points(p, augment, rng) for p, rng in zip(prepared, rngs)]
     for t in triplets:
         if t.text_embedding is None:
-            raise ValueError(f'triplet {t.key} has no text embedding (run blendclip-embed first)')
+            raise ValueError(f'triplet {t.key} has no text embedding: embed its source first (blendclip-embed'
+                             ' --shards DIR or --cad DIR, docs/mining.md) and name the space in the source '
+                             '(`embeddings: <spec>`)')
         text.append(np.asarray(t.text_embedding, np.float32))
         has_image = t.image_embedding is not None
         image.append(np.asarray(t.image_embedding, np.float32) if has_image
