@@ -46,8 +46,9 @@ class TextSpaceConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One triplet source. kind: 'toy' (generated), 'shards' (blendclip-mine output), 'callable'
-    ({target: 'module:function', kwargs: {...}} returning a sequence of Triplets). Other keys -> params."""
+    """One triplet source. kind: 'toy' (generated), 'shards' (blendclip-mine output), 'cad' (a mesh,
+    ULIP-2 or OpenShape folder embedded by `blendclip-embed --cad`), 'callable' ({target: 'module:function',
+    kwargs: {...}} returning a sequence of Triplets). Other keys -> params."""
 
     kind: str = 'toy'
     name: str = ''
