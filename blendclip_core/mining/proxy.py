@@ -96,7 +96,9 @@ class GivenBoxes:
 
 class TransformersDetector:
     """An open-vocabulary detector from a local transformers model directory (OWL-ViT, OWLv2, Grounding
-    DINO: AutoModelForZeroShotObjectDetection), queried with the vocabulary."""
+    DINO: AutoModelForZeroShotObjectDetection), queried with the vocabulary. Boxes are clipped to the image
+    (the models' boxes may reach past its edges, the lifting and the crop need pixels of the image);
+    those left empty are dropped."""
 
     name = 'transformers'
 
@@ -129,8 +131,11 @@ class TransformersDetector:
             outputs, threshold=self.threshold, target_sizes=[image.size[::-1]],
             text_labels=[self.vocabulary])[0]
         labels = result.get('text_labels', result['labels'])
-        return [Detection2D(tuple(float(x) for x in box), str(label), float(score))
-                for box, label, score in zip(result['boxes'].tolist(), labels, result['scores'].tolist())]
+        width, height = image.size
+        boxes = result['boxes'].clamp(min=0).minimum(result['boxes'].new_tensor([width, height] * 2))
+        return [Detection2D(tuple(box), str(label), float(score))
+                for box, label, score in zip(boxes.tolist(), labels, result['scores'].tolist())
+                if box[2] > box[0] and box[3] > box[1]]
 
 
 def create_detector(spec: str, vocabulary: Sequence[str] = ()):
