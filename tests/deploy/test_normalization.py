@@ -94,3 +94,28 @@ def test_cli_exports_a_card_without_the_field_when_told_its_normalisation(tiny_c
     assert 'does not record its input normalisation' in capsys.readouterr().err
     assert main([*args, '--input-normalization', 'unit_sphere']) == 0
     assert load_exported(tmp_path / 'out').input_normalization == 'unit_sphere'
+
+
+def test_exported_box_size_model_labels_frames_as_the_eager_one(tiny_checkpoint, tmp_path):
+    """A model that takes the box size (as the shipped default) exports with its 6 channels; through
+    label_frame on the real sweep the artefact gets the same boxes and gives the same labels."""
+    from helpers.sample import load_sweep
+
+    from blendclip_core.pipeline import PipelineConfig, label_frame
+
+    torch.manual_seed(2)
+    model = create_model('pointbert-tiny', in_channels=6, box_size_input=True).eval()
+    text_space = ZeroShotClassifier.from_checkpoint(tiny_checkpoint, device='cpu').text_space_spec
+    card = ModelCard(name='deploy-tiny-box', text_space=text_space, logit_scale=30.0,
+                     prompt_templates=['point cloud of a {}.'], inference_precision='fp32',
+                     input_normalization='unit_sphere')
+    ckpt = save_checkpoint(tmp_path / 'box.pt', model, card)
+    exported = load_exported(export_artefact(ckpt, 'onnx', tmp_path / 'onnx'))
+    assert exported.encoder.config.box_size_input and exported.encoder.config.in_channels == 6
+    points, boxes, _ = load_sweep()
+    config = PipelineConfig(min_points=1, top_k=3)
+    a = label_frame(points[:, :3], boxes, ZeroShotClassifier.from_checkpoint(ckpt, device='cpu'), config)
+    b = label_frame(points[:, :3], boxes, exported, config)
+    ok = a.num_points > 0
+    np.testing.assert_array_equal(a.indices[ok, 0], b.indices[ok, 0])
+    np.testing.assert_allclose(a.scores[ok], b.scores[ok], atol=1e-3)
