@@ -52,9 +52,20 @@ def frustum(xyz: np.ndarray, camera: Camera, box: tuple[float, float, float, flo
     front = np.flatnonzero((cam[:, 2] > 0.5) & (cam[:, 2] < config.max_depth))
     uv = cam[front] @ camera.intrinsic.T
     uv = uv[:, :2] / uv[:, 2:3]
-    u0, v0, u1, v1 = box
-    inside = (uv[:, 0] >= u0) & (uv[:, 0] <= u1) & (uv[:, 1] >= v0) & (uv[:, 1] <= v1)
+    inside = in_box(uv, box)
     return front[inside], uv[inside]
+
+
+def in_box(uv: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Which image points (N, 2) lie in the 2D box (edges included)."""
+    u0, v0, u1, v1 = box
+    return (uv[:, 0] >= u0) & (uv[:, 0] <= u1) & (uv[:, 1] >= v0) & (uv[:, 1] <= v1)
+
+
+def axes(yaw: float) -> np.ndarray:
+    """(2, 2) rows: the bird's-eye length and width directions of a box heading `yaw`."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, s], [-s, c]])
 
 
 def grown_box(box: tuple[float, float, float, float], fraction: float) -> tuple[float, float, float, float]:
@@ -97,9 +108,8 @@ def split_oversized(xy: np.ndarray, prior: tuple[np.ndarray, np.ndarray] | None,
         return [np.arange(len(xy))]
     mean, std = prior
     _, size, yaw = fit_rectangle(xy)
-    axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])  # length, width directions
     parts = [np.arange(len(xy))]
-    for axis, extent, m, s in zip(axes, size, mean, std):
+    for axis, extent, m, s in zip(axes(yaw), size, mean, std):
         if extent <= m + sigmas * s:
             continue
         k = max(int(round(extent / m)), 2)
@@ -132,15 +142,13 @@ def fit_rectangle(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Minimum-area bird's-eye rectangle: (centre xy, (length, width), yaw of the length axis)."""
     best = None
     for yaw in np.linspace(0.0, np.pi / 2, YAW_STEPS, endpoint=False):
-        c, s = np.cos(yaw), np.sin(yaw)
-        local = xy @ np.array([[c, -s], [s, c]])
+        local = xy @ axes(yaw).T
         lo, hi = local.min(0), local.max(0)
         area = float(np.prod(np.maximum(hi - lo, 0.05)))
         if best is None or area < best[0]:
             best = (area, yaw, lo, hi)
     _, yaw, lo, hi = best
-    c, s = np.cos(yaw), np.sin(yaw)
-    centre = np.array([[c, -s], [s, c]]) @ ((lo + hi) / 2)
+    centre = axes(yaw).T @ ((lo + hi) / 2)
     size = np.maximum(hi - lo, 0.05)
     if size[1] > size[0]:
         size, yaw = size[::-1], yaw + np.pi / 2
@@ -148,8 +156,10 @@ def fit_rectangle(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def object_points(xyz: np.ndarray, ground: GroundMap, camera: Camera, det: Detection2D,
-                  config: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
+                  config: ProxyConfig, prior: tuple[np.ndarray, np.ndarray] | None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the detection's object points (inside the inset box) and their ground heights.
+    prior: the detector text's class size (size_prior), which bounds a cluster before it is split.
 
     The cut is `context` wider than the 2D box on each side, so each cluster shows whether it ends where
     the box does; clusters larger than the class allows are split; the candidate whose projection agrees
@@ -159,9 +169,7 @@ def object_points(xyz: np.ndarray, ground: GroundMap, camera: Camera, det: Detec
     wide, uv = wide[above], uv[above]
     if len(wide) < config.min_points:
         return wide[:0], np.zeros(0)
-    u0, v0, u1, v1 = grown_box(det.box, -config.inset)
-    inset = (uv[:, 0] >= u0) & (uv[:, 0] <= u1) & (uv[:, 1] >= v0) & (uv[:, 1] <= v1)
-    prior = size_prior(det.label)
+    inset = in_box(uv, grown_box(det.box, -config.inset))
     labels = clusters(xyz[wide], config.cluster_radius)
     best, best_score = wide[:0], -1.0
     for c in np.unique(labels[inset]):
@@ -185,21 +193,21 @@ def complete_to_prior(centre: np.ndarray, size: np.ndarray, yaw: float, mean: np
                       viewer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Grow a visible-face rectangle to at least the class's mean sides, away from the viewer: LiDAR sees
     the near faces only, so the hidden part of the object lies behind them."""
-    axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
+    directions = axes(yaw)
     grown = np.maximum(size, mean)
-    away = np.sign((centre - viewer) @ axes.T)
-    return centre + ((grown - size) / 2 * away) @ axes, grown
+    away = np.sign((centre - viewer) @ directions.T)
+    return centre + ((grown - size) / 2 * away) @ directions, grown
 
 
 def lift_detection(xyz: np.ndarray, ground: GroundMap, camera: Camera, det: Detection2D,
                    config: ProxyConfig) -> ProxyBox | None:
     """The proxy box of one detection, or None when too few points survive or the size is implausible."""
-    obj, floor = object_points(xyz, ground, camera, det, config)
+    prior = size_prior(det.label)
+    obj, floor = object_points(xyz, ground, camera, det, config, prior)
     if len(obj) < config.min_points:
         return None
     pts = xyz[obj]
     centre, (length, width), yaw = fit_rectangle(pts[:, :2])
-    prior = size_prior(det.label)
     if prior is not None:
         centre, (length, width) = complete_to_prior(centre, np.array([length, width]), yaw, prior[0],
                                                     camera_position(camera)[:2])
@@ -221,9 +229,8 @@ def bev_iou(a: ProxyBox, b_center: np.ndarray, b_size: np.ndarray, b_yaw: float)
 def _polygon(center, size, yaw):
     from shapely.geometry import Polygon
 
-    c, s = np.cos(yaw), np.sin(yaw)
     half = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) * np.asarray(size[:2]) / 2
-    return Polygon(half @ np.array([[c, s], [-s, c]]) + np.asarray(center[:2]))
+    return Polygon(half @ axes(yaw) + np.asarray(center[:2]))
 
 
 def suppress_duplicates(boxes: list[ProxyBox], iou: float) -> list[ProxyBox]:
