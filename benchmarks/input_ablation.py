@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import real_eval  # benchmarks/ (this script's folder is on sys.path)
+from machine import cpu_name
 
 ROOT = real_eval.ROOT
 OUT = ROOT / 'benchmarks' / 'results' / 'input_ablation.json'
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = dict(r.split('=', 1) for r in args.run)
     command = 'python benchmarks/input_ablation.py' + ''.join(f' {a}' for a in (argv or sys.argv[1:]))
     date = datetime.now(timezone.utc).strftime('%Y-%m-%d')
-    record = {'device': f'cpu: {real_eval.cpu_name()}', 'date': date, 'command': command, 'results': {},
+    record = {'device': f'cpu: {cpu_name()}', 'date': date, 'command': command, 'results': {},
               'runs': {}}
     for name, ckpt in runs.items():
         scores, seen = measure(Path(ckpt), args.heldout, args.data_root)

@@ -87,12 +87,12 @@ def load_model(params: NodeParams) -> LoadedModel:
     classifier, own_labels = LOADERS[fmt](path, params)
     from blendclip_core.normalization import box_size_input
 
-    config = classifier.encoder.config
-    point_channels = int(config.in_channels) - 3 * box_size_input(classifier.encoder)
+    config, box_size = classifier.encoder.config, box_size_input(classifier.encoder)
+    point_channels = int(config.in_channels) - 3 * box_size
     if point_channels != 3:  # xyz from the cloud (+ the box l/w/h, which label_frame appends)
         raise ValueError(f'{path}: the encoder takes {config.in_channels} input channels '
                          f'({point_channels} per point); the node feeds xyz'
-                         + (' and the box size' if box_size_input(classifier.encoder) else ' only'))
+                         + (' and the box size' if box_size else ' only'))
     return LoadedModel(classifier, classifier.model_name, str(classifier.device), classifier.text_space_spec,
                        fmt, own_labels)
 

@@ -101,6 +101,21 @@ def finish(proc) -> str:
     return out
 
 
+def replay_detections(bag, count: int) -> tuple[subprocess.Popen, str, list[bytes]]:
+    """Replay `bag`'s /detections at 8x into a reliable subscriber until `count` messages arrived:
+    (the finished replay process, its output, the raw messages received)."""
+    from blendclip.msg import DetectedBoxArray
+    listener = Listener({'/detections': (DetectedBoxArray, 'reliable')})
+    try:
+        proc = start_replay(bag, '--topics', '/detections', '--rate', '8', '--wait-for-subscribers', '1',
+                            '--wait-timeout', '30')
+        listener.spin_until(lambda: len(listener.received['/detections']) >= count, proc)
+        out = finish(proc)
+    finally:
+        listener.close()
+    return proc, out, listener.received['/detections']
+
+
 def test_replay_delivers_every_message_byte_identical(scene_bag):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CompressedImage, PointCloud2
@@ -183,41 +198,25 @@ def test_replay_loop_until_interrupted(scene_bag):
 def test_replay_forwards_a_corrupt_box_message_as_recorded(scene_bag, tmp_path):
     """Replay sends records as recorded, as `ros2 bag play` does: an undecodable box array goes out
     byte for byte (the subscriber, e.g. the node, decides what to do with it) and replay goes on."""
-    from blendclip.msg import DetectedBoxArray
     bag = tmp_path / 'bag'
     copy_with_corrupt(scene_bag, bag, {'/detections': [1]}, junk=b'\x00\x01\x00\x00\x08\x00\x00\x00')
     want = [raw for _, raw in bag_raw(bag, '/detections')]
     assert want[1] == b'\x00\x01\x00\x00\x08\x00\x00\x00'
-    listener = Listener({'/detections': (DetectedBoxArray, 'reliable')})
-    try:
-        proc = start_replay(bag, '--topics', '/detections', '--rate', '8', '--wait-for-subscribers', '1',
-                            '--wait-timeout', '30')
-        listener.spin_until(lambda: len(listener.received['/detections']) >= len(want), proc)
-        out = finish(proc)
-    finally:
-        listener.close()
+    proc, out, got = replay_detections(bag, len(want))
     assert proc.returncode == 0, out
-    assert [unpadded(m, len(raw)) for m, raw in zip(listener.received['/detections'], want)] == want
+    assert [unpadded(m, len(raw)) for m, raw in zip(got, want)] == want
     assert '/detections: 3' in out
 
 
 def test_replay_does_not_send_an_empty_record_and_the_rest_arrives(scene_bag, tmp_path):
     """A zero-length record is no message (CDR starts with a 4-byte header), and Fast DDS stalls a
     reliable stream at an empty payload: sent, the records after it would not arrive. Counted, not sent."""
-    from blendclip.msg import DetectedBoxArray
     bag = tmp_path / 'bag'
     copy_with_corrupt(scene_bag, bag, {'/detections': [0]}, junk=b'')
     want = [raw for _, raw in bag_raw(bag, '/detections')][1:]
-    listener = Listener({'/detections': (DetectedBoxArray, 'reliable')})
-    try:
-        proc = start_replay(bag, '--topics', '/detections', '--rate', '8', '--wait-for-subscribers', '1',
-                            '--wait-timeout', '30')
-        listener.spin_until(lambda: len(listener.received['/detections']) >= len(want), proc)
-        out = finish(proc)
-    finally:
-        listener.close()
+    proc, out, got = replay_detections(bag, len(want))
     assert proc.returncode == 0, out
-    assert [unpadded(m, len(raw)) for m, raw in zip(listener.received['/detections'], want)] == want
+    assert [unpadded(m, len(raw)) for m, raw in zip(got, want)] == want
     assert f'/detections: {len(want)}' in out and 'not sent /detections: 1 record(s)' in out
 
 
