@@ -69,8 +69,9 @@ def project_depth(points: torch.Tensor, object_index: torch.Tensor, n_objects: i
     """(B, V, R, R) per-view normalised intensity of the z-buffer: the nearest splat of each pixel,
     1 for the view's nearest hit, `far_intensity` for its farthest, 0 where no point lands."""
     res, n_views = config.resolution, len(config.views)
-    cam = torch.einsum('vij,nj->vni', view_rotations(config.views, points.device),
-                       fit_unit_sphere(points.float(), object_index, n_objects))
+    with torch.autocast(points.device.type, enabled=False):  # geometry in float32 under a bf16 caller
+        cam = torch.einsum('vij,nj->vni', view_rotations(config.views, points.device),
+                           fit_unit_sphere(points.float(), object_index, n_objects))
     depth = config.camera_distance - cam[..., 2]  # (V, N) > 0: every point lies in the unit sphere
     focal = math.sqrt(config.camera_distance ** 2 - 1)  # the unit sphere just fills the image
     col = ((cam[..., 0] / depth * focal + 1) / 2 * res).long().clamp(0, res - 1)

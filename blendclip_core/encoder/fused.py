@@ -23,8 +23,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 def add_rows_relu_(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """h (P, G, H) <- relu(h + g[:, None]) with g (P, H); float math, one rounding to h's dtype."""
-    use_triton = triton is not None and (h.is_cuda or os.environ.get('TRITON_INTERPRET') == '1')
-    if not use_triton or not h.is_contiguous() or g.dtype != h.dtype:
+    if not _use_triton(h) or not h.is_contiguous() or g.dtype != h.dtype:
         h += g[:, None]
         return h.relu_()
     p, grp, width = h.shape
@@ -38,7 +37,10 @@ def add_rows_relu_(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _use_triton(x: torch.Tensor) -> bool:
-    return triton is not None and (x.is_cuda or os.environ.get('TRITON_INTERPRET') == '1')
+    """Eager calls on CUDA (or the Triton interpreter) only: torch.compile and torch.export trace fake
+    tensors that a raw kernel launch cannot read, so there the torch twin goes into the graph."""
+    return (triton is not None and (x.is_cuda or os.environ.get('TRITON_INTERPRET') == '1')
+            and not torch.compiler.is_compiling())
 
 
 def add_layer_norm(x: torch.Tensor, r: torch.Tensor, extra: torch.Tensor | None, weight: torch.Tensor,

@@ -96,6 +96,16 @@ def test_a_batch_renders_each_object_as_if_alone():
         torch.testing.assert_close(together[i], alone[0])
 
 
+
+def test_a_bf16_caller_renders_the_float32_images():
+    """The classifier runs under bf16 autocast on a GPU: the projection stays float32 (on an H100 the
+    bf16 depths met the float32 z-buffer and the first frame failed)."""
+    obj = np.random.default_rng(3).normal(size=(500, 3)).astype(np.float32)
+    args = torch.from_numpy(obj), torch.tensor([0, len(obj)]), DepthRenderConfig()
+    with torch.autocast('cpu', torch.bfloat16):
+        mixed = render_depth(*args)
+    torch.testing.assert_close(mixed.float(), render_depth(*args), atol=2e-2, rtol=0)
+
 def test_embedding_is_the_normalised_mean_of_the_views_image_embeddings(depth_classifier):
     batch = ObjectBatch.from_list([np.random.default_rng(2).normal(size=(300, 3)).astype(np.float32)])
     encoder = depth_classifier.encoder
