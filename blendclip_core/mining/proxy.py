@@ -96,9 +96,9 @@ class GivenBoxes:
 
 class TransformersDetector:
     """An open-vocabulary detector from a local transformers model directory (OWL-ViT, OWLv2, Grounding
-    DINO: AutoModelForZeroShotObjectDetection), queried with the vocabulary. Boxes are clipped to the image
-    (the models' boxes may reach past its edges, the lifting and the crop need pixels of the image);
-    those left empty are dropped."""
+    DINO: AutoModelForZeroShotObjectDetection), queried with the vocabulary; labels are vocabulary texts.
+    Boxes are clipped to the image (the models' boxes may reach past its edges, the lifting and the crop need
+    pixels of the image); those left empty are dropped."""
 
     name = 'transformers'
 
@@ -123,19 +123,42 @@ class TransformersDetector:
             self._load()
         with Image.open(camera.path) as im:
             image = im.convert('RGB')
+        # Grounding DINO's processor joins the texts into its prompt 'car. traffic cone.'
         inputs = self.processor(text=[self.vocabulary], images=image, return_tensors='pt')
         inputs = inputs.to(self.model.device)
         with torch.inference_mode():
             outputs = self.model(**inputs)
-        result = self.processor.post_process_grounded_object_detection(
-            outputs, threshold=self.threshold, target_sizes=[image.size[::-1]],
-            text_labels=[self.vocabulary])[0]
-        labels = result.get('text_labels', result['labels'])
         width, height = image.size
-        boxes = result['boxes'].clamp(min=0).minimum(result['boxes'].new_tensor([width, height] * 2))
-        return [Detection2D(tuple(box), str(label), float(score))
-                for box, label, score in zip(boxes.tolist(), labels, result['scores'].tolist())
+        if getattr(outputs, 'input_ids', None) is None:  # OWL-ViT, OWLv2: a logit per vocabulary text
+            # the processor knows the image's frame (OWLv2 pads it to a square)
+            result = self.processor.post_process_grounded_object_detection(
+                outputs, threshold=self.threshold, target_sizes=[(height, width)])[0]
+            boxes, scores, labels = result['boxes'], result['scores'], result['labels']
+        else:
+            boxes, scores, labels = self._grounded(outputs, width, height)
+        boxes = boxes.clamp(min=0).minimum(boxes.new_tensor([width, height] * 2))
+        return [Detection2D(tuple(box), self.vocabulary[label], float(score))
+                for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist())
                 if box[2] > box[0] and box[3] > box[1]]
+
+    def _grounded(self, outputs, width: int, height: int):
+        """Boxes, scores and vocabulary indices of a Grounding DINO output, whose logits score the prompt's
+        tokens: a text scores as its best token, a box is labelled with its best text (the processor's own
+        post-processing labels a box with the words of every token above a threshold, often several texts)."""
+        import torch
+        from transformers.image_transforms import center_to_corners_format
+
+        probs = outputs.logits[0].sigmoid()  # (queries, max_text_len)
+        ids = outputs.input_ids[0, :probs.shape[-1]]  # the model reads at most max_text_len tokens
+        tokenizer = self.processor.tokenizer
+        dot = ids == tokenizer.convert_tokens_to_ids('.')
+        text = torch.where(dot | (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id), -1,
+                           dot.cumsum(0))  # the index of the text each token belongs to; -1: none
+        in_text = text == torch.arange(len(self.vocabulary), device=ids.device)[:, None]  # (texts, tokens)
+        scores, labels = (probs[:, None, :len(ids)] * in_text).amax(-1).max(-1)
+        boxes = center_to_corners_format(outputs.pred_boxes[0]) * probs.new_tensor([width, height] * 2)
+        keep = scores > self.threshold
+        return boxes[keep], scores[keep], labels[keep]
 
 
 def create_detector(spec: str, vocabulary: Sequence[str] = ()):
