@@ -142,7 +142,8 @@ def test_global_batchnorm_compiles_whole_under_two_gloo_ranks(tmp_path):
     worker = Path(__file__).with_name('global_bn_compile_worker.py')
     res = subprocess.run(torchrun() + ['--standalone', '--nproc_per_node', '2', str(worker), str(tmp_path)],
                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=220)
-    assert res.returncode == 0, res.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert res.returncode == 0, f'results written: {written}\n{res.stderr[-3000:]}'
     ranks = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1)]
     for r in ranks:
         assert r['graph_breaks'] == 0
