@@ -173,9 +173,19 @@ class Replayer:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> ReplayStats:
         if self.config.rate <= 0:
             raise ReplayError(f'rate must be > 0, got {self.config.rate}')
+        from rclpy.impl.implementation_singleton import rclpy_implementation
+
         begin = time.monotonic()
         while True:
-            self._one_pass(should_stop)
+            try:
+                self._one_pass(should_stop)
+            except rclpy_implementation.RCLError:
+                if self.node.context.ok():
+                    raise
+                # Ctrl-C between the stop check and a publish: rclpy's signal handler shuts the context
+                # down from its own thread, and the publish found it invalid. An interrupt, not a failure.
+                self.stats.seconds = time.monotonic() - begin
+                return self.stats
             self.stats.loops += 1
             if not self.config.loop or should_stop():
                 break

@@ -195,6 +195,37 @@ def test_replay_loop_until_interrupted(scene_bag):
     assert len(got) > 2 * len(want) and got == [want[i % len(want)] for i in range(len(got))]
 
 
+
+def test_an_interrupt_between_the_stop_check_and_a_publish_ends_the_replay(scene_bag):
+    """rclpy's signal handler shuts the context down from its own thread, so Ctrl-C can land between the
+    replay's stop check and its next publish (seen under load in CI: 'publisher's context is invalid',
+    exit 1). Here the context goes down right after the fourth check: the replay ends with what it sent."""
+    import rclpy
+
+    from blendclip_ros.bag.replay import ReplayConfig, Replayer
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('replay_interrupted', context=context)
+    checks = []
+
+    def interrupted_after_the_fourth_check() -> bool:
+        checks.append(None)
+        if len(checks) == 4:
+            context.shutdown()
+        return False
+
+    try:
+        with AnyReader([scene_bag]) as reader:
+            replayer = Replayer(node, reader, ReplayConfig(rate=1e6, topics=('/detections',)))
+            stats = replayer.run(interrupted_after_the_fourth_check)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    sent = stats.published['/detections']
+    assert 0 < sent < len(bag_raw(scene_bag, '/detections')) and stats.loops == 0
+
+
 def test_replay_forwards_a_corrupt_box_message_as_recorded(scene_bag, tmp_path):
     """Replay sends records as recorded, as `ros2 bag play` does: an undecodable box array goes out
     byte for byte (the subscriber, e.g. the node, decides what to do with it) and replay goes on."""
