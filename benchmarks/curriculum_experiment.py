@@ -127,8 +127,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def collect(out: Path, steps: int) -> dict:
     import torch
+    from machine import cpu_name  # benchmarks/
 
-    res = {'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+    cpu = f'cpu: {cpu_name()} ({os.cpu_count()} cores, the runs side by side)'
+    res = {'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu,
            'date': datetime.date.today().isoformat(), 'steps': steps, 'results': {}}
     for name in [*RUNS, 'default']:
         summary = out / name / 'summary.json'
