@@ -70,6 +70,20 @@ def _schedule_overrides(steps: int, workers: int) -> list[str]:
             'eval.every_epochs=5.0', 'log.progress=false']
 
 
+def input_overrides(normalization: str, box_size: bool) -> list[str]:
+    """Trainer overrides for the encoder's input: the normalisation, and the box l/w/h as 3 more channels
+    (the shipped model's input: unit_sphere with the box size)."""
+    box = ['model.overrides.in_channels=6', 'model.overrides.box_size_input=true'] if box_size else []
+    return [f'data.normalization={normalization}', *box]
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--normalization', default='unit_sphere', choices=('metric', 'unit_sphere'),
+                        help="the encoder's input (default: the shipped model's)")
+    parser.add_argument('--box-size', action=argparse.BooleanOptionalAction, default=True,
+                        help='the box l/w/h as 3 input channels (default: on, as the shipped model)')
+
+
 def build_data(workers: int, text_cache: str) -> None:
     """The generated sets (no-op for sets that exist), then the runs only load them."""
     cmd = [sys.executable, '-m', 'blendclip_core.synthetic.build', '--out', 'runs/data/driving',
@@ -106,7 +120,8 @@ def run(args: argparse.Namespace) -> dict:
     procs = {}
     for name in RUNS:
         procs[name] = _launch(f'training/configs/curriculum_{name}.yaml', out / name,
-                              device + _schedule_overrides(steps, args.workers), out / f'{name}.log')
+                              device + _schedule_overrides(steps, args.workers)
+                              + input_overrides(args.normalization, args.box_size), out / f'{name}.log')
     if args.with_default:
         dsteps = int(steps * args.default_factor)
         procs['default'] = _launch('training/configs/default_model.yaml', out / 'default',
@@ -119,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
     codes = {name: p.wait() for name, p in procs.items()}
     timing['train_s'] = round(time.perf_counter() - t1, 1)
     results = collect(out, steps)
+    results['normalization'], results['box_size_input'] = args.normalization, args.box_size
     results['timing'] = timing
     results['exit_codes'] = codes
     (out / 'curriculum.json').write_text(json.dumps(results, indent=1))
@@ -168,8 +184,10 @@ def report(args: argparse.Namespace) -> None:
     ax.axhline(10, color='grey', ls='--', lw=0.8, label='chance (10 classes)')
     ax.set_xticks(np.arange(len(EVAL_SETS)), titles)
     ax.set_ylabel('zero-shot top-1 (%)')
-    ax.set_title(f'Curriculum on generated data: {data["steps"]} steps, batch 64, {data["device"]}',
-                 fontsize=9)
+    normalization = data.get('normalization', 'metric')  # results written before the option: metric
+    box = ', box size input' if data.get('box_size_input') else ''
+    ax.set_title(f'Curriculum on generated data: {data["steps"]} steps, batch 64, {normalization}{box}, '
+                 f'{data["device"]}', fontsize=9)
     ax.legend(fontsize=7, title='scan-like samples per batch', title_fontsize=7, loc='upper left',
               bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -194,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument('--device', default='')
     r.add_argument('--workers', type=int, default=3, help='DataLoader workers per run')
     r.add_argument('--text-cache', default='.carry/caption_cache.npz')
+    add_input_options(r)
     rep = sub.add_parser('report')
     rep.add_argument('--results', default='benchmarks/results/curriculum.json')
     rep.add_argument('--png', default='docs/curriculum.png')

@@ -43,15 +43,12 @@ def _paths_to(value, data_dir: str):
 
 
 def run_config(name: str, args: argparse.Namespace) -> dict:
-    """curriculum_<name>.yaml with the real side of default_model.yaml and the input options."""
+    """curriculum_<name>.yaml with the real side of default_model.yaml (the input options go to the
+    trainer as overrides: curriculum_experiment.input_overrides)."""
     from blendclip_core.train.config import read_yaml
 
     cfg = read_yaml(REPO / f'training/configs/curriculum_{name}.yaml')
     cfg['data']['real'] = read_yaml(REAL_SIDE_CONFIG)['data']['real']
-    cfg['data']['normalization'] = args.normalization
-    if args.box_size:
-        cfg['model']['overrides'] = {**cfg['model'].get('overrides', {}), 'in_channels': 6,
-                                     'box_size_input': True}
     return _paths_to(cfg, args.data_dir)
 
 
@@ -64,7 +61,8 @@ def train_runs(args: argparse.Namespace, out: Path) -> dict[str, int]:
         config = out / f'{name}.yaml'
         config.write_text(yaml.safe_dump(run_config(name, args), sort_keys=False))
         procs[name] = ce._launch(str(config), out / name,
-                                 device + ce._schedule_overrides(args.steps, args.workers) + args.set,
+                                 device + ce._schedule_overrides(args.steps, args.workers)
+                                 + ce.input_overrides(args.normalization, args.box_size) + args.set,
                                  out / f'{name}.log')
     return {name: p.wait() for name, p in procs.items()}
 
@@ -165,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument('--steps', type=int, default=1700, help='steps per run (the same for all three)')
     r.add_argument('--device', default='')
     r.add_argument('--workers', type=int, default=3, help='DataLoader workers per run')
-    r.add_argument('--normalization', default='unit_sphere', choices=('metric', 'unit_sphere'),
-                   help="the objects' input normalisation (default: the shipped model's)")
-    r.add_argument('--box-size', action=argparse.BooleanOptionalAction, default=True,
-                   help='the box l/w/h as 3 input channels (default: on, as the shipped model)')
+    ce.add_input_options(r)
     r.add_argument('--data-dir', default=DATA_DIR,
                    help='generated sets + av2_train.npz (built only for the default folder)')
     r.add_argument('--text-cache', default='.carry/caption_cache.npz')

@@ -42,6 +42,12 @@ def test_curriculum_real_smoke(tmp_path):
         r = res['results'][run]
         assert 0.0 <= r['simulated_heldout']['top1'] <= 1.0
         assert 'skipped' in r['real'] or 0.0 <= r['real']['dev_top1_min5'] <= 1.0
+    import yaml
+    trained = yaml.safe_load((tmp_path / 'runs' / 'ramp30' / 'config.yaml').read_text())
+    overrides = trained['model']['overrides']
+    assert trained['data']['normalization'] == 'unit_sphere'  # the shipped input by default
+    assert overrides['in_channels'] == 6 and overrides['box_size_input']
+    assert overrides['embed_dim'] == 384  # the config's own override kept
     real_side = (tmp_path / 'runs' / 'ramp30.yaml').read_text()
     assert 'av2_train' in real_side and str(data) in real_side and 'runs/data/driving' not in real_side
     assert '| ramp to 30 % |' in done.stdout
