@@ -179,11 +179,12 @@ class Replayer:
         while True:
             try:
                 self._one_pass(should_stop)
-            except rclpy_implementation.RCLError:
+            except (rclpy_implementation.RCLError, rclpy_implementation.InvalidHandle):
                 if self.node.context.ok():
                     raise
                 # Ctrl-C between the stop check and a publish: rclpy's signal handler shuts the context
-                # down from its own thread, and the publish found it invalid. An interrupt, not a failure.
+                # down from its own thread, and the publish found it invalid (Jazzy: RCLError) or the
+                # publisher already destroyed with it (Kilted: InvalidHandle). An interrupt, not a failure.
                 self.stats.seconds = time.monotonic() - begin
                 return self.stats
             self.stats.loops += 1
