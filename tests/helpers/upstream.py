@@ -57,6 +57,18 @@ def installed_prefix() -> Path:
     return prefix
 
 
+def kill_launch(proc: subprocess.Popen) -> None:
+    """SIGKILL a `ros2 launch` started with start_new_session=True and every process of its group: killing
+    launch alone leaves its nodes running, orphaned, beside the tests that follow."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is gone already
+        pass
+    proc.wait()
+
+
 def prefix_env(prefix: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """What `source install/setup.bash` sets, for a prefix over the venv's ROS wheels."""
     env = dict(os.environ if base is None else base)

@@ -17,7 +17,7 @@ import pytest
 import rclpy
 import yaml
 from node_harness import TEST_VOCABULARY, NodeClient, load_sample, sample_cloud, write_params
-from upstream import installed_prefix, prefix_env, require_rosidl_runtime_py, ros2
+from upstream import installed_prefix, kill_launch, prefix_env, require_rosidl_runtime_py, ros2
 
 from blendclip_core.pipeline import PipelineConfig
 
@@ -46,7 +46,8 @@ def launched(tiny_checkpoint, tmp_path_factory):
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+        kill_launch(proc)  # nothing of the group outlives the module, the node included
         print(log_path.read_text()[-3000:])
 
 

@@ -13,7 +13,7 @@ import pytest
 import rclpy
 from node_harness import REPO, NodeClient, write_params
 from rosbags.highlevel import AnyReader
-from upstream import installed_prefix, prefix_env
+from upstream import installed_prefix, kill_launch, prefix_env
 
 from blendclip_ros.conversions.stamps import stamp_to_ns
 
@@ -57,8 +57,7 @@ def test_replay_launch_labels_the_bag_and_stops_on_sigint(sample_bag, tiny_check
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_launch(proc)  # after a clean stop only reaps; else the node and replay must not outlive the test
         client.close()
         rclpy.shutdown(context=context)
     log = log_path.read_text()
