@@ -186,7 +186,7 @@ def report(args: argparse.Namespace) -> None:
     ax.set_ylabel('zero-shot top-1 (%)')
     normalization = data.get('normalization', 'metric')  # results written before the option: metric
     box = ', box size input' if data.get('box_size_input') else ''
-    ax.set_title(f'Curriculum on generated data: {data["steps"]} steps, batch 64, {normalization}{box}, '
+    ax.set_title(f'Curriculum on generated data: {data["steps"]} steps, batch 64, {normalization}{box}\n'
                  f'{data["device"]}', fontsize=9)
     ax.legend(fontsize=7, title='scan-like samples per batch', title_fontsize=7, loc='upper left',
               bbox_to_anchor=(1.01, 1.0))
