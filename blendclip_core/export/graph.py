@@ -30,7 +30,7 @@ class ExportHead(nn.Module):
     """PatchInputs (as eight tensors) -> (n, embed_dim): the part of PointEncoder that is exported.
     Attention is the padded kind with a key mask (variable-length flash attention is a CUDA kernel
     the exporters do not take); the fused Triton passes step aside while tracing (their torch twins are
-exported, and the exporters' compilers fuse them again)."""
+    exported, and the exporters' compilers fuse them again)."""
 
     def __init__(self, encoder: PointEncoder) -> None:
         super().__init__()

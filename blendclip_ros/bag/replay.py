@@ -185,12 +185,11 @@ class Replayer:
                 # Ctrl-C between the stop check and a publish: rclpy's signal handler shuts the context
                 # down from its own thread, and the publish found it invalid (Jazzy: RCLError) or the
                 # publisher already destroyed with it (Kilted: InvalidHandle). An interrupt, not a failure.
-                self.stats.seconds = time.monotonic() - begin
-                return self.stats
+                break
             self.stats.loops += 1
             if not self.config.loop or should_stop():
                 break
-        if not should_stop():
+        if not should_stop() and self.node.context.ok():  # acknowledgements need a live context
             self._flush()
         self.stats.seconds = time.monotonic() - begin
         return self.stats

@@ -195,7 +195,6 @@ def test_replay_loop_until_interrupted(scene_bag):
     assert len(got) > 2 * len(want) and got == [want[i % len(want)] for i in range(len(got))]
 
 
-
 def test_an_interrupt_between_the_stop_check_and_a_publish_ends_the_replay(scene_bag):
     """rclpy's signal handler shuts the context down from its own thread, so Ctrl-C can land between the
     replay's stop check and its next publish (seen under load in CI: 'publisher's context is invalid',

@@ -96,7 +96,6 @@ def test_a_batch_renders_each_object_as_if_alone():
         torch.testing.assert_close(together[i], alone[0])
 
 
-
 def test_a_bf16_caller_renders_the_float32_images():
     """The classifier runs under bf16 autocast on a GPU: the projection stays float32 (on an H100 the
     bf16 depths met the float32 z-buffer and the first frame failed)."""
